@@ -1,0 +1,51 @@
+"""Notifications: Slack in production, the log on the embedded default."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+
+import dagster as dg
+from pydantic import Field
+
+log = logging.getLogger("minato.notifications")
+
+SLACK_POST_MESSAGE_URL = "https://slack.com/api/chat.postMessage"
+
+
+class Notifier(dg.ConfigurableResource):
+    """Posts to a Slack channel when a bot token is configured; otherwise writes to the log.
+
+    The token comes only from the environment (`SLACK_BOT_TOKEN`) and is never logged.
+    """
+
+    slack_bot_token: str | None = Field(default=None, description="Slack bot token (xoxb-...).")
+    slack_channel: str = Field(default="#data-alerts", description="Channel for alerts.")
+    timeout_s: float = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.slack_bot_token)
+
+    def build_slack_request(self, text: str) -> urllib.request.Request:
+        body = json.dumps({"channel": self.slack_channel, "text": text}).encode()
+        return urllib.request.Request(
+            SLACK_POST_MESSAGE_URL,
+            data=body,
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {self.slack_bot_token}",
+                "Content-Type": "application/json; charset=utf-8",
+            },
+        )
+
+    def send(self, text: str) -> None:
+        if not self.enabled:
+            log.warning("alert (Slack not configured, set SLACK_BOT_TOKEN): %s", text)
+            return
+        with urllib.request.urlopen(self.build_slack_request(text), timeout=self.timeout_s) as r:
+            payload = json.loads(r.read() or b"{}")
+        # Slack answers HTTP 200 with ok=false on errors such as a wrong channel.
+        if not payload.get("ok", False):
+            raise RuntimeError(f"Slack rejected the message: {payload.get('error', 'unknown')}")

@@ -1,0 +1,308 @@
+"""The warehouse: DuckDB on the embedded default, BigQuery in production.
+
+Both implement the same small interface, so assets never branch on the engine except where the
+SQL dialect itself differs (anomaly detection uses BigQuery ML in production). A warehouse
+"schema" is a DuckDB schema or a BigQuery dataset: `lake`, `cleansing`, `fact`, `monitoring`, ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from resources.identifiers import validate_identifier
+
+PartitionValues = tuple[Any, ...]
+
+
+def sql_literal(value: Any) -> str:
+    """Render a partition value as a SQL literal understood by DuckDB and BigQuery alike."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dt.datetime | dt.date):
+        value = value.isoformat()
+    escaped = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def partition_predicate(columns: Sequence[str], partitions: Sequence[PartitionValues]) -> str:
+    """`(a = 'x' AND b = 'y') OR (...)`: the rows that belong to the given partitions.
+
+    Tuple-IN is not portable to BigQuery, an OR of conjunctions is.
+    """
+    if not partitions:
+        return "FALSE"
+    for column in columns:
+        validate_identifier(column, what="partition column")
+    terms = []
+    for values in partitions:
+        if len(values) != len(columns):
+            raise ValueError(f"partition {values!r} does not match columns {list(columns)!r}")
+        terms.append(
+            "(" + " AND ".join(f"{c} = {sql_literal(v)}" for c, v in zip(columns, values)) + ")"
+        )
+    return " OR ".join(terms)
+
+
+class Warehouse(dg.ConfigurableResource, ABC):
+    """What assets need from a warehouse. Subclasses differ only in engine, never in meaning."""
+
+    @property
+    @abstractmethod
+    def kind(self) -> str:
+        """`duckdb` or `bigquery`: the dbt target and anomaly engine follow from it."""
+
+    @abstractmethod
+    def query_arrow(self, sql: str) -> pa.Table:
+        """Run a query and return its result as Arrow."""
+
+    @abstractmethod
+    def execute(self, sql: str) -> None:
+        """Run one or more statements for their effect."""
+
+    @abstractmethod
+    def table_exists(self, schema: str, table: str) -> bool: ...
+
+    @abstractmethod
+    def replace_partitions(
+        self,
+        schema: str,
+        table: str,
+        data: pa.Table,
+        partition_columns: Sequence[str],
+        partitions: Sequence[PartitionValues],
+    ) -> None:
+        """Atomically delete the given partitions of `schema.table` and insert `data`.
+
+        The table is created from `data`'s schema if missing; columns new in `data` are added
+        (rows loaded earlier read NULL there). Re-running with the same input leaves exactly the
+        same rows, which is what makes partition re-execution safe.
+        """
+
+    @abstractmethod
+    def overwrite_table(self, schema: str, table: str, data: pa.Table) -> None:
+        """Replace the whole table with `data` in one step."""
+
+    def qualified(self, schema: str, table: str) -> str:
+        return f"{validate_identifier(schema, what='schema')}.{validate_identifier(table, what='table')}"
+
+
+class DuckDBWarehouse(Warehouse):
+    """A DuckDB file. dbt-duckdb and Dagster share it, one writer at a time."""
+
+    path: str = Field(description="Path of the DuckDB database file.")
+    lock_timeout_s: float = Field(
+        default=120.0,
+        description="How long to wait for another process (dbt, a concurrent run) to release "
+        "the file before failing.",
+    )
+
+    @property
+    def kind(self) -> str:
+        return "duckdb"
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A short-lived connection; DuckDB allows one writing process, so none is kept open."""
+        import duckdb
+
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                conn = duckdb.connect(self.path)
+                break
+            except duckdb.IOException as exc:
+                # Another process holds the write lock: wait for it rather than fail the run.
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            conn.execute("SET TimeZone = 'UTC'")
+            yield conn
+        finally:
+            conn.close()
+
+    def query_arrow(self, sql: str) -> pa.Table:
+        with self.connect() as conn:
+            return conn.sql(sql).to_arrow_table()
+
+    def execute(self, sql: str) -> None:
+        with self.connect() as conn:
+            conn.execute(sql)
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        with self.connect() as conn:
+            return _duckdb_table_exists(conn, schema, table)
+
+    def replace_partitions(
+        self,
+        schema: str,
+        table: str,
+        data: pa.Table,
+        partition_columns: Sequence[str],
+        partitions: Sequence[PartitionValues],
+    ) -> None:
+        target = self.qualified(schema, table)
+        predicate = partition_predicate(partition_columns, partitions)
+        with self.connect() as conn:
+            conn.register("_incoming", data)
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                if _duckdb_table_exists(conn, schema, table):
+                    _duckdb_add_missing_columns(conn, schema, table, data.schema)
+                    conn.execute(f"DELETE FROM {target} WHERE {predicate}")
+                    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _incoming")
+                else:
+                    conn.execute(f"CREATE TABLE {target} AS SELECT * FROM _incoming")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def overwrite_table(self, schema: str, table: str, data: pa.Table) -> None:
+        target = self.qualified(schema, table)
+        with self.connect() as conn:
+            conn.register("_incoming", data)
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            conn.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _incoming")
+
+
+def _duckdb_table_exists(conn: Any, schema: str, table: str) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _duckdb_add_missing_columns(conn: Any, schema: str, table: str, incoming: pa.Schema) -> None:
+    """Schema drift: a column that appears in newer data is added, older rows read NULL."""
+    existing = {
+        name
+        for (name,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+    incoming_types = dict(
+        (row[0], row[1]) for row in conn.execute("DESCRIBE SELECT * FROM _incoming").fetchall()
+    )
+    for name in incoming.names:
+        if name not in existing:
+            conn.execute(
+                f"ALTER TABLE {schema}.{table} ADD COLUMN "
+                f"{validate_identifier(name)} {incoming_types[name]}"
+            )
+
+
+class BigQueryWarehouse(Warehouse):
+    """BigQuery: one dataset per warehouse schema, optionally prefixed (e.g. `prod_`)."""
+
+    project: str = Field(description="GCP project that owns the datasets and pays for queries.")
+    location: str = Field(default="asia-northeast1", description="Dataset and job location.")
+    dataset_prefix: str = Field(
+        default="", description="Prefix for every dataset, e.g. `dev_alice_` for a sandbox."
+    )
+    maximum_bytes_billed: int | None = Field(
+        default=None, description="Cost guard: queries that would bill more bytes fail."
+    )
+
+    @property
+    def kind(self) -> str:
+        return "bigquery"
+
+    def _client(self) -> Any:
+        # Imported and constructed lazily: nothing at import time may need a credential.
+        from google.cloud import bigquery
+
+        return bigquery.Client(project=self.project, location=self.location)
+
+    def qualified(self, schema: str, table: str) -> str:
+        validate_identifier(schema, what="schema")
+        validate_identifier(table, what="table")
+        prefix = validate_identifier(self.dataset_prefix) if self.dataset_prefix else ""
+        return f"`{self.project}.{prefix}{schema}.{table}`"
+
+    def _job_config(self) -> Any:
+        from google.cloud import bigquery
+
+        return bigquery.QueryJobConfig(maximum_bytes_billed=self.maximum_bytes_billed)
+
+    def query_arrow(self, sql: str) -> pa.Table:
+        return self._client().query(sql, job_config=self._job_config()).to_arrow()
+
+    def execute(self, sql: str) -> None:
+        self._client().query(sql, job_config=self._job_config()).result()
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self._client().get_table(self.qualified(schema, table).strip("`"))
+        except NotFound:
+            return False
+        return True
+
+    def _load_parquet(self, client: Any, data: pa.Table, destination: str) -> None:
+        """One load job from Parquet: never one per physical source table."""
+        from google.cloud import bigquery
+
+        buffer = io.BytesIO()
+        pq.write_table(data, buffer)
+        buffer.seek(0)
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        )
+        client.load_table_from_file(buffer, destination, job_config=config).result()
+
+    def replace_partitions(
+        self,
+        schema: str,
+        table: str,
+        data: pa.Table,
+        partition_columns: Sequence[str],
+        partitions: Sequence[PartitionValues],
+    ) -> None:
+        client = self._client()
+        target = self.qualified(schema, table)
+        staging = self.qualified(schema, f"_staging_{table}_{uuid.uuid4().hex[:12]}")
+        self._load_parquet(client, data, staging.strip("`"))
+        columns = ", ".join(validate_identifier(name) for name in data.schema.names)
+        predicate = partition_predicate(partition_columns, partitions)
+        script = (
+            f"CREATE TABLE IF NOT EXISTS {target} LIKE {staging};\n"
+            "BEGIN TRANSACTION;\n"
+            f"DELETE FROM {target} WHERE {predicate};\n"
+            f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging};\n"
+            "COMMIT TRANSACTION;"
+        )
+        try:
+            client.query(script, job_config=self._job_config()).result()
+        finally:
+            client.delete_table(staging.strip("`"), not_found_ok=True)
+
+    def overwrite_table(self, schema: str, table: str, data: pa.Table) -> None:
+        client = self._client()
+        self._load_parquet(client, data, self.qualified(schema, table).strip("`"))
