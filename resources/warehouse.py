@@ -14,6 +14,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,20 @@ def partition_predicate(columns: Sequence[str], partitions: Sequence[PartitionVa
         if len(values) != len(columns):
             raise ValueError(f"partition {values!r} does not match columns {list(columns)!r}")
         terms.append(
-            "(" + " AND ".join(f"{c} = {sql_literal(v)}" for c, v in zip(columns, values)) + ")"
+            "("
+            + " AND ".join(f"{c} = {sql_literal(v)}" for c, v in zip(columns, values, strict=True))
+            + ")"
         )
     return " OR ".join(terms)
+
+
+@dataclass(frozen=True)
+class PartitionWrite:
+    schema: str
+    table: str
+    data: pa.Table
+    partition_columns: tuple[str, ...]
+    partitions: tuple[PartitionValues, ...]
 
 
 class Warehouse(dg.ConfigurableResource, ABC):
@@ -79,7 +91,6 @@ class Warehouse(dg.ConfigurableResource, ABC):
     @abstractmethod
     def table_exists(self, schema: str, table: str) -> bool: ...
 
-    @abstractmethod
     def replace_partitions(
         self,
         schema: str,
@@ -94,13 +105,21 @@ class Warehouse(dg.ConfigurableResource, ABC):
         (rows loaded earlier read NULL there). Re-running with the same input leaves exactly the
         same rows, which is what makes partition re-execution safe.
         """
+        self.replace_partitions_atomically(
+            [PartitionWrite(schema, table, data, tuple(partition_columns), tuple(partitions))]
+        )
+
+    @abstractmethod
+    def replace_partitions_atomically(self, writes: Sequence[PartitionWrite]) -> None:
+        """`replace_partitions` for several tables in one transaction: all or nothing."""
 
     @abstractmethod
     def overwrite_table(self, schema: str, table: str, data: pa.Table) -> None:
         """Replace the whole table with `data` in one step."""
 
     def qualified(self, schema: str, table: str) -> str:
-        return f"{validate_identifier(schema, what='schema')}.{validate_identifier(table, what='table')}"
+        schema = validate_identifier(schema, what="schema")
+        return f"{schema}.{validate_identifier(table, what='table')}"
 
 
 class DuckDBWarehouse(Warehouse):
@@ -153,27 +172,22 @@ class DuckDBWarehouse(Warehouse):
         with self.connect() as conn:
             return _duckdb_table_exists(conn, schema, table)
 
-    def replace_partitions(
-        self,
-        schema: str,
-        table: str,
-        data: pa.Table,
-        partition_columns: Sequence[str],
-        partitions: Sequence[PartitionValues],
-    ) -> None:
-        target = self.qualified(schema, table)
-        predicate = partition_predicate(partition_columns, partitions)
+    def replace_partitions_atomically(self, writes: Sequence[PartitionWrite]) -> None:
         with self.connect() as conn:
-            conn.register("_incoming", data)
             conn.execute("BEGIN TRANSACTION")
             try:
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                if _duckdb_table_exists(conn, schema, table):
-                    _duckdb_add_missing_columns(conn, schema, table, data.schema)
-                    conn.execute(f"DELETE FROM {target} WHERE {predicate}")
-                    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _incoming")
-                else:
-                    conn.execute(f"CREATE TABLE {target} AS SELECT * FROM _incoming")
+                for n, write in enumerate(writes):
+                    source = f"_incoming_{n}"
+                    conn.register(source, write.data)
+                    target = self.qualified(write.schema, write.table)
+                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {write.schema}")
+                    if _duckdb_table_exists(conn, write.schema, write.table):
+                        _duckdb_add_missing_columns(conn, write.schema, write.table, source)
+                        predicate = partition_predicate(write.partition_columns, write.partitions)
+                        conn.execute(f"DELETE FROM {target} WHERE {predicate}")
+                        conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
+                    else:
+                        conn.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}")
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -195,7 +209,7 @@ def _duckdb_table_exists(conn: Any, schema: str, table: str) -> bool:
     return bool(row and row[0])
 
 
-def _duckdb_add_missing_columns(conn: Any, schema: str, table: str, incoming: pa.Schema) -> None:
+def _duckdb_add_missing_columns(conn: Any, schema: str, table: str, source: str) -> None:
     """Schema drift: a column that appears in newer data is added, older rows read NULL."""
     existing = {
         name
@@ -205,10 +219,9 @@ def _duckdb_add_missing_columns(conn: Any, schema: str, table: str, incoming: pa
             [schema, table],
         ).fetchall()
     }
-    incoming_types = dict(
-        (row[0], row[1]) for row in conn.execute("DESCRIBE SELECT * FROM _incoming").fetchall()
-    )
-    for name in incoming.names:
+    incoming = conn.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    incoming_types = {row[0]: row[1] for row in incoming}
+    for name in incoming_types:
         if name not in existing:
             conn.execute(
                 f"ALTER TABLE {schema}.{table} ADD COLUMN "
@@ -277,31 +290,33 @@ class BigQueryWarehouse(Warehouse):
         )
         client.load_table_from_file(buffer, destination, job_config=config).result()
 
-    def replace_partitions(
-        self,
-        schema: str,
-        table: str,
-        data: pa.Table,
-        partition_columns: Sequence[str],
-        partitions: Sequence[PartitionValues],
-    ) -> None:
+    def replace_partitions_atomically(self, writes: Sequence[PartitionWrite]) -> None:
         client = self._client()
-        target = self.qualified(schema, table)
-        staging = self.qualified(schema, f"_staging_{table}_{uuid.uuid4().hex[:12]}")
-        self._load_parquet(client, data, staging.strip("`"))
-        columns = ", ".join(validate_identifier(name) for name in data.schema.names)
-        predicate = partition_predicate(partition_columns, partitions)
-        script = (
-            f"CREATE TABLE IF NOT EXISTS {target} LIKE {staging};\n"
-            "BEGIN TRANSACTION;\n"
-            f"DELETE FROM {target} WHERE {predicate};\n"
-            f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging};\n"
-            "COMMIT TRANSACTION;"
-        )
+        statements = []
+        staging_tables = []
         try:
+            for write in writes:
+                target = self.qualified(write.schema, write.table)
+                staging = self.qualified(
+                    write.schema, f"_staging_{write.table}_{uuid.uuid4().hex[:12]}"
+                )
+                staging_tables.append(staging.strip("`"))
+                self._load_parquet(client, write.data, staging.strip("`"))
+                columns = ", ".join(validate_identifier(c) for c in write.data.schema.names)
+                predicate = partition_predicate(write.partition_columns, write.partitions)
+                statements.append(f"CREATE TABLE IF NOT EXISTS {target} LIKE {staging};")
+                statements.append(f"DELETE FROM {target} WHERE {predicate};")
+                statements.append(
+                    f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging};"
+                )
+            # DDL may not run inside a BigQuery transaction: create targets first.
+            creates = [s for s in statements if s.startswith("CREATE")]
+            changes = [s for s in statements if not s.startswith("CREATE")]
+            script = "\n".join([*creates, "BEGIN TRANSACTION;", *changes, "COMMIT TRANSACTION;"])
             client.query(script, job_config=self._job_config()).result()
         finally:
-            client.delete_table(staging.strip("`"), not_found_ok=True)
+            for staging in staging_tables:
+                client.delete_table(staging, not_found_ok=True)
 
     def overwrite_table(self, schema: str, table: str, data: pa.Table) -> None:
         client = self._client()

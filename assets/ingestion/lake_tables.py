@@ -1,0 +1,34 @@
+"""The logical lake tables that shard ingestion produces: one asset per logical table."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    name: str  # logical name; physical tables are `<name>_<client_id>` on every shard
+    primary_key: tuple[str, ...]  # unique within one client's table
+    datetime_columns: tuple[str, ...]  # must parse, or the row is quarantined
+    description: str
+    change_column: str = "updated_at"  # selects a business day's rows
+
+
+SHARD_LAKE_TABLES = (
+    LakeTable(
+        "orders",
+        ("order_id",),
+        ("ordered_at", "updated_at"),
+        "Orders of every client on every shard, as stored (text), with PII.",
+    ),
+    LakeTable(
+        "order_items",
+        ("order_item_id",),
+        ("updated_at",),
+        "Order lines of every client on every shard, as stored (text).",
+    ),
+    LakeTable(
+        "products",
+        ("product_id",),
+        ("updated_at",),
+        "Product catalogues of every client on every shard, as stored (text).",
+    ),
+)

@@ -1,0 +1,205 @@
+"""Shard ingestion: one asset per logical lake table, partitioned by business day × shard.
+
+A run handles one or more (day, shard) partitions. Per shard it opens one connection, discovers
+the client tables from the catalog once, reads each client table's rows changed that business
+day (by `updated_at`, bounds converted to the shard's timezone), tags them with their origin, and
+replaces exactly those partitions of `lake.<table>` and `lake.quarantine` in one transaction.
+"""
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pyarrow as pa
+import sqlalchemy as sa
+
+from assets.ingestion.lake_tables import SHARD_LAKE_TABLES, LakeTable
+from assets.ingestion.quarantine import (
+    QUARANTINE_PARTITION_COLUMNS,
+    QUARANTINE_TABLE,
+    split_valid_rows,
+)
+from assets.partitions import (
+    BUSINESS_TIMEZONE,
+    DAY_DIMENSION,
+    SHARD_DIMENSION,
+    day_shard_partitions,
+)
+from resources.shards import ShardConfigError, ShardSource
+from resources.warehouse import PartitionWrite, Warehouse
+
+LAKE_SCHEMA = "lake"
+LAKE_PARTITION_COLUMNS = ("_business_day", "_shard")
+
+# Transient source errors (dropped connections, lock timeouts, restarts) are retried with
+# backoff; configuration errors fail at once with allow_retries=False.
+INGESTION_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+def business_day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[00:00, 24:00) of a business day in Asia/Tokyo, as aware instants."""
+    start = dt.datetime.combine(day, dt.time(0), ZoneInfo(BUSINESS_TIMEZONE))
+    return start, start + dt.timedelta(days=1)
+
+
+def partitions_by_shard(keys: Sequence[str]) -> dict[str, list[dt.date]]:
+    """Group a run's multi-partition keys (`<day>|<shard>`) by shard."""
+    grouped: dict[str, list[dt.date]] = defaultdict(list)
+    for key in keys:
+        dims = day_shard_partitions.get_partition_key_from_str(key).keys_by_dimension
+        grouped[dims[SHARD_DIMENSION]].append(dt.date.fromisoformat(dims[DAY_DIMENSION]))
+    return dict(grouped)
+
+
+def _with_origin(
+    data: pa.Table,
+    *,
+    day: dt.date,
+    shard: str,
+    timezone: str,
+    source_table: str,
+    client_id: str,
+    loaded_at: dt.datetime,
+) -> pa.Table:
+    n = data.num_rows
+    return (
+        data.append_column("_business_day", pa.array([day] * n, pa.date32()))
+        .append_column("_shard", pa.array([shard] * n, pa.string()))
+        .append_column("_client_id", pa.array([client_id] * n, pa.string()))
+        .append_column("_source_table", pa.array([source_table] * n, pa.string()))
+        # The zone the shard wrote its datetimes in: cleansing converts with it.
+        .append_column("_source_tz", pa.array([timezone] * n, pa.string()))
+        .append_column("_loaded_at", pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC")))
+    )
+
+
+ORIGIN_SCHEMA = pa.schema(
+    [
+        ("_business_day", pa.date32()),
+        ("_shard", pa.string()),
+        ("_client_id", pa.string()),
+        ("_source_table", pa.string()),
+        ("_source_tz", pa.string()),
+        ("_loaded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def extract_partitions(
+    table: LakeTable, shards: ShardSource, keys: Sequence[str], loaded_at: dt.datetime
+) -> tuple[pa.Table, dict[str, int]]:
+    """Read every client table for the given (day, shard) partitions; nothing is written."""
+    pieces: list[pa.Table] = []
+    stats = {"source_rows": 0, "tables_read": 0}
+    for shard, days in sorted(partitions_by_shard(keys).items()):
+        try:
+            with shards.connect(shard) as conn:
+                physical = [t for t in conn.discover([table.name]) if t.logical == table.name]
+                if not physical:
+                    raise dg.Failure(
+                        f"shard {shard}: no `{table.name}_<client_id>` tables found; "
+                        "is the shard URL right?",
+                        allow_retries=False,
+                    )
+                for day in sorted(days):
+                    start, end = business_day_bounds(day)
+                    for source in physical:
+                        rows = conn.read_window(source, table.change_column, start, end)
+                        stats["tables_read"] += 1
+                        stats["source_rows"] += rows.num_rows
+                        pieces.append(
+                            _with_origin(
+                                rows,
+                                day=day,
+                                shard=shard,
+                                timezone=conn.spec.timezone,
+                                source_table=source.name,
+                                client_id=source.client_id,
+                                loaded_at=loaded_at,
+                            )
+                        )
+        except ShardConfigError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc
+        except sa.exc.OperationalError as exc:
+            if "unable to open database file" in str(exc):
+                raise dg.Failure(
+                    f"shard {shard}: cannot open the database ({exc.orig})", allow_retries=False
+                ) from exc
+            raise  # transient: the retry policy tries again
+    if not pieces:
+        # Still a write: re-running a partition whose rows are gone must empty it.
+        return ORIGIN_SCHEMA.empty_table(), stats
+    return pa.concat_tables(pieces, promote_options="permissive"), stats
+
+
+def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=[LAKE_SCHEMA, table.name],
+        group_name=LAKE_SCHEMA,
+        description=table.description,
+        partitions_def=day_shard_partitions,
+        # A range (e.g. a backfill) runs as one run: one connection per shard, one transaction.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=INGESTION_RETRY_POLICY,
+        pool="warehouse",
+        kinds={"sql", "duckdb"},
+        metadata={"primary_key": list(table.primary_key)},
+    )
+    def _ingest(
+        context: dg.AssetExecutionContext, shards: ShardSource, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
+        keys = list(context.partition_keys)
+        loaded_at = dt.datetime.now(dt.UTC)
+        data, stats = extract_partitions(table, shards, keys, loaded_at)
+        partitions = tuple(
+            (day, shard) for shard, days in partitions_by_shard(keys).items() for day in days
+        )
+        split = split_valid_rows(
+            data,
+            logical_table=table.name,
+            primary_key=table.primary_key,
+            datetime_columns=table.datetime_columns,
+        )
+        loaded_rows, quarantined_rows = split.loaded.num_rows, split.quarantined_rows
+        writes = [
+            PartitionWrite(
+                LAKE_SCHEMA, table.name, split.loaded, LAKE_PARTITION_COLUMNS, partitions
+            ),
+            PartitionWrite(
+                LAKE_SCHEMA,
+                QUARANTINE_TABLE,
+                split.quarantined,
+                QUARANTINE_PARTITION_COLUMNS,
+                tuple((table.name, day, shard) for day, shard in partitions),
+            ),
+        ]
+        if loaded_rows + quarantined_rows != stats["source_rows"]:
+            raise dg.Failure(
+                f"lake/{table.name}: read {stats['source_rows']} rows but would load "
+                f"{loaded_rows} and quarantine {quarantined_rows}",
+                allow_retries=False,
+            )
+        warehouse.replace_partitions_atomically(writes)
+        if quarantined_rows:
+            context.log.warning(
+                f"lake/{table.name}: {quarantined_rows} row(s) quarantined in lake.quarantine"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "partitions": len(partitions),
+                "tables_read": stats["tables_read"],
+                "source_rows": stats["source_rows"],
+                "loaded_rows": loaded_rows,
+                "quarantined_rows": quarantined_rows,
+                "dagster/row_count": loaded_rows,
+            }
+        )
+
+    return _ingest
+
+
+shard_table_assets = [build_shard_table_asset(table) for table in SHARD_LAKE_TABLES]
