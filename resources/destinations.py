@@ -14,7 +14,7 @@ import decimal
 import sqlite3
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,14 @@ def _check_keys(key_columns: Sequence[str], schema: pa.Schema) -> None:
     missing = [c for c in key_columns if c not in schema.names]
     if missing:
         raise ValueError(f"key columns {missing!r} are not in the batch columns {schema.names!r}")
+
+
+def _column_definition(
+    field: pa.Field, sql_type: Callable[[pa.DataType, str], str], key_columns: Sequence[str]
+) -> str:
+    # NOT NULL on keys: SQLite would otherwise accept NULL in a non-INTEGER primary key.
+    not_null = " NOT NULL" if field.name in key_columns else ""
+    return f"{_quoted(field.name, what='column')} {sql_type(field.type, field.name)}{not_null}"
 
 
 def _rows(table: pa.Table) -> Iterator[tuple[Any, ...]]:
@@ -115,9 +123,7 @@ class SQLiteDestination(SyncDestination):
     ) -> None:
         target = _quoted(table, what="table")
         existing = {row[1] for row in conn.execute(f"PRAGMA table_info({target})")}
-        columns = [
-            f"{_quoted(f.name, what='column')} {_sqlite_type(f.type, f.name)}" for f in schema
-        ]
+        columns = [_column_definition(f, _sqlite_type, key_columns) for f in schema]
         if not existing:
             keys = ", ".join(_quoted(c, what="key column") for c in key_columns)
             conn.execute(f"CREATE TABLE {target} ({', '.join(columns)}, PRIMARY KEY ({keys}))")
@@ -254,9 +260,7 @@ class PostgresDestination(SyncDestination):
     ) -> None:
         target = self._target(table)
         existing = self._columns(conn, table)
-        columns = [
-            f"{_quoted(f.name, what='column')} {_postgres_type(f.type, f.name)}" for f in schema
-        ]
+        columns = [_column_definition(f, _postgres_type, key_columns) for f in schema]
         if not existing:
             keys = ", ".join(_quoted(c, what="key column") for c in key_columns)
             conn.execute(

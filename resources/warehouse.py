@@ -49,6 +49,8 @@ def partition_predicate(columns: Sequence[str], partitions: Sequence[PartitionVa
     """
     if not partitions:
         return "FALSE"
+    if not columns:
+        return "TRUE"  # an unpartitioned table: the one "partition" is all of it
     for column in columns:
         validate_identifier(column, what="partition column")
     terms = []
@@ -57,7 +59,10 @@ def partition_predicate(columns: Sequence[str], partitions: Sequence[PartitionVa
             raise ValueError(f"partition {values!r} does not match columns {list(columns)!r}")
         terms.append(
             "("
-            + " AND ".join(f"{c} = {sql_literal(v)}" for c, v in zip(columns, values, strict=True))
+            + " AND ".join(
+                f"{c} IS NULL" if v is None else f"{c} = {sql_literal(v)}"
+                for c, v in zip(columns, values, strict=True)
+            )
             + ")"
         )
     return " OR ".join(terms)

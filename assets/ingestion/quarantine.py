@@ -16,9 +16,6 @@ import pyarrow.compute as pc
 QUARANTINE_TABLE = "quarantine"
 QUARANTINE_PARTITION_COLUMNS = ("logical_table", "_business_day", "_shard")
 
-# Accepted stored formats: `YYYY-MM-DD HH:MM:SS`, optionally with fractional seconds.
-_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
 
 @dataclass(frozen=True)
 class Split:
@@ -27,43 +24,67 @@ class Split:
     quarantined_rows: int  # distinct bad rows
 
 
-def _unparseable_datetime(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    head = pc.utf8_slice_codeunits(column, 0, 19)
-    parsed = pc.strptime(head, format=_DATETIME_FORMAT, unit="s", error_is_null=True)
-    return pc.and_(pc.is_valid(column), pc.is_null(parsed))
+_PATTERNS = {
+    "datetime": (r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}", "%Y-%m-%d %H:%M:%S", 19),
+    "date": (r"^\d{4}-\d{2}-\d{2}$", "%Y-%m-%d", 10),
+}
+
+
+def _problem_mask(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
+    """True where the value is present but cannot become the declared type."""
+    if kind == "not_null":
+        return pc.is_null(column)
+    if kind == "integer":
+        integer = pc.fill_null(pc.match_substring_regex(column, r"^-?\d+$"), True)
+        return pc.invert(integer)
+    pattern, fmt, width = _PATTERNS[kind]
+    head = pc.replace_substring(pc.utf8_slice_codeunits(column, 0, width), "T", " ")
+    parsed = pc.strptime(head, format=fmt, unit="s", error_is_null=True)
+    # strptime normalises impossible dates (02-30 becomes 03-02): a value is valid only if it
+    # survives the round trip unchanged.
+    round_trip = pc.strftime(parsed, format=fmt)
+    good = pc.and_(pc.match_substring_regex(column, pattern), pc.equal(round_trip, head))
+    return pc.and_(pc.is_valid(column), pc.invert(pc.fill_null(good, False)))
+
+
+_REASONS = {
+    "not_null": "NULL primary key",
+    "integer": "not an integer",
+    "datetime": "unparseable datetime",
+    "date": "unparseable date",
+}
 
 
 def split_valid_rows(
     data: pa.Table,
     *,
     logical_table: str,
-    primary_key: Sequence[str],
-    datetime_columns: Sequence[str],
+    key_columns: Sequence[str],
+    checks: Sequence[tuple[str, str]],
 ) -> Split:
-    """Separate loadable rows from rows with a NULL key or an unparseable datetime."""
+    """Separate loadable rows from rows failing a check.
+
+    `checks` are (column, kind) pairs, kind one of not_null, integer, datetime, date. The
+    table must carry the lake's origin columns (`_business_day`, `_source_table`, ...).
+    """
     if data.num_rows == 0:
         return Split(data, QUARANTINE_SCHEMA.empty_table(), 0)
-    problems: list[tuple[str, str, pa.ChunkedArray]] = []
-    for column in primary_key:
-        problems.append((column, "NULL primary key", pc.is_null(data[column])))
-    for column in datetime_columns:
-        problems.append((column, "unparseable datetime", _unparseable_datetime(data[column])))
+    masks = [(column, kind, _problem_mask(data[column], kind)) for column, kind in checks]
     bad = pa.chunked_array([pa.array([False] * data.num_rows, pa.bool_())])
-    for _, _, mask in problems:
-        bad = pc.or_(bad, mask)
     records = []
-    for column, reason, mask in problems:
+    for column, kind, mask in masks:
+        bad = pc.or_(bad, mask)
         for row in data.filter(mask).to_pylist():
             records.append(
                 {
                     "logical_table": logical_table,
                     "_business_day": row["_business_day"],
-                    "_shard": row["_shard"],
+                    "_shard": row.get("_shard"),
                     "_source_table": row["_source_table"],
-                    "_client_id": row["_client_id"],
-                    "primary_key": "|".join(str(row[k]) for k in primary_key),
+                    "_client_id": row.get("_client_id"),
+                    "primary_key": "|".join(str(row[k]) for k in key_columns),
                     "column_name": column,
-                    "reason": f"{reason}: {row[column]!r}",
+                    "reason": f"{_REASONS[kind]}: {row[column]!r}",
                     "raw_row": json.dumps(row, ensure_ascii=False, default=str),
                     "_loaded_at": row["_loaded_at"],
                 }

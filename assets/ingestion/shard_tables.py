@@ -161,8 +161,9 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
         split = split_valid_rows(
             data,
             logical_table=table.name,
-            primary_key=table.primary_key,
-            datetime_columns=table.datetime_columns,
+            key_columns=table.primary_key,
+            checks=[(c, "not_null") for c in table.primary_key]
+            + [(c, "datetime") for c in table.datetime_columns],
         )
         loaded_rows, quarantined_rows = split.loaded.num_rows, split.quarantined_rows
         writes = [

@@ -77,7 +77,9 @@ def _holiday_calendars(
         return {region: frozenset() for region in regions}
     years = range(days.min().year, days.max().year + 1)
     return {
-        region: frozenset(pd.Timestamp(day) for day in holidays.country_holidays(region, years=years))
+        region: frozenset(
+            pd.Timestamp(day) for day in holidays.country_holidays(region, years=years)
+        )
         for region in regions
     }
 
@@ -136,9 +138,7 @@ def _score_series(
     upper = expected + z * spread
     actual = detection.to_numpy()
     # Two-sided normal mass inside |residual|, as BigQuery ML reports anomaly_probability.
-    probability = np.array(
-        [math.erf(abs(r) / math.sqrt(2)) for r in (actual - expected) / spread]
-    )
+    probability = np.array([math.erf(abs(r) / math.sqrt(2)) for r in (actual - expected) / spread])
     above = actual > upper
     below = actual < lower
     direction = {"spike": above, "drop": below, "both": above | below}[spec.direction]

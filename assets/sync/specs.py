@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import dagster as dg
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from resources.identifiers import validate_identifier
 
@@ -60,12 +60,13 @@ class SyncSpec(BaseModel):
             raise ValueError(f"columns listed twice in {list(value)!r}")
         return value
 
-    @model_validator(mode="after")
-    def _key_not_in_columns(self) -> SyncSpec:
-        overlap = sorted(set(self.primary_key) & set(self.columns))
+    @field_validator("columns")
+    @classmethod
+    def _key_not_in_columns(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        overlap = sorted(set(info.data.get("primary_key", ())) & set(value))
         if overlap:
             raise ValueError(f"primary key columns {overlap!r} must not be repeated in `columns`")
-        return self
+        return value
 
     @property
     def source_key(self) -> dg.AssetKey:

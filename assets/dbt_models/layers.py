@@ -1,0 +1,77 @@
+"""dbt assets, one definition per warehouse stage so partitioning can differ between them.
+
+- `warehouse_models`: cleansing, cleansing_secret and the products snapshot (rebuilt per run);
+- `fact_models`: incremental facts, partitioned by business day; each run passes the
+  partition window to dbt as vars `min_date`/`max_date`, and dbt touches only those days;
+- `mart_models`: widetable, role_*, service_*, monitoring.
+
+`dbt build` runs each model's tests right after it; a failing `severity: error` test stops the
+step, so nothing downstream (later stages, anomaly detection, syncs) runs on bad data.
+"""
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from assets.dbt_models.project import minato_dbt_project
+from assets.dbt_models.translator import MinatoDbtTranslator
+from assets.partitions import business_days
+
+translator = MinatoDbtTranslator()
+
+
+def business_day_vars(window: dg.TimeWindow) -> dict[str, str]:
+    """dbt vars for a partition window: [start, end) in Asia/Tokyo -> inclusive dates."""
+    return {
+        "min_date": window.start.date().isoformat(),
+        "max_date": (window.end - dt.timedelta(days=1)).date().isoformat(),
+    }
+
+
+manifest = minato_dbt_project.manifest_path
+
+
+@dbt_assets(
+    manifest=manifest,
+    select="path:models/warehouse/cleansing path:models/warehouse/cleansing_secret path:snapshots",
+    dagster_dbt_translator=translator,
+    project=minato_dbt_project,
+    name="warehouse_models",
+    pool="warehouse",
+)
+def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+@dbt_assets(
+    manifest=manifest,
+    select="path:models/warehouse/fact",
+    dagster_dbt_translator=translator,
+    project=minato_dbt_project,
+    name="fact_models",
+    partitions_def=business_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="warehouse",
+)
+def fact_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    dbt_vars = business_day_vars(context.partition_time_window)
+    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+
+
+@dbt_assets(
+    manifest=manifest,
+    select="path:models/marts",
+    dagster_dbt_translator=translator,
+    project=minato_dbt_project,
+    name="mart_models",
+    pool="warehouse",
+)
+def mart_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+dbt_model_assets = [warehouse_models, fact_models, mart_models]

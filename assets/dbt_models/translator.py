@@ -1,0 +1,37 @@
+"""How dbt nodes become Dagster assets: keys and groups follow warehouse schemas."""
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtProject
+
+
+class MinatoDbtTranslator(DagsterDbtTranslator):
+    """`cleansing/cleansing_orders`, group `cleansing`: the UI mirrors the warehouse layout.
+
+    Sources keep the key from `meta.dagster.asset_key` (the ingestion assets), so the graph is
+    continuous from shards to marts.
+    """
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        # The base class calls this for every dependency again: memoise like it does.
+        memo = self.__dict__.setdefault("_minato_specs", {})
+        memo_key = (id(manifest), unique_id)
+        if memo_key in memo:
+            return memo[memo_key]
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] in {"model", "snapshot"}:
+            layer = props["config"].get("schema") or props["schema"]
+            spec = spec.replace_attributes(
+                key=dg.AssetKey([layer, props["name"]]), group_name=layer
+            ).merge_attributes(
+                kinds={os.environ.get("MINATO_WAREHOUSE", "duckdb")},
+                tags={"minato/layer": layer},
+            )
+        memo[memo_key] = spec
+        return spec

@@ -1,0 +1,25 @@
+{#- Amounts arrive as text, some shards with thousands separators ("1,280"). An unparseable
+    amount becomes NULL and is caught by the not_null test on the column. -#}
+{% macro parse_amount(column) -%}
+    {{ dbt.safe_cast("replace(" ~ column ~ ", ',', '')", dbt.type_bigint()) }}
+{%- endmacro %}
+
+{#- The window of business days an incremental run replaces (vars set by Dagster). -#}
+{% macro business_day_window(column) -%}
+    {{ column }} between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date") }}' as date)
+{%- endmacro %}
+
+{#- The same window as BigQuery partition literals, for static insert_overwrite: every day
+    in the window is replaced, including days that are now empty. -#}
+{% macro business_day_partitions() -%}
+    {%- set start = modules.datetime.date.fromisoformat(var("min_date")) -%}
+    {%- set end = modules.datetime.date.fromisoformat(var("max_date")) -%}
+    {%- if (end - start).days > 4000 -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set days = [] -%}
+    {%- for offset in range((end - start).days + 1) -%}
+        {%- do days.append("date('" ~ (start + modules.datetime.timedelta(days=offset)).isoformat() ~ "')") -%}
+    {%- endfor -%}
+    {{ return(days) }}
+{%- endmacro %}
