@@ -58,13 +58,30 @@ PRODUCT_WORDS = {
 }
 FAMILY_NAMES = ["佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本", "中村", "小林", "加藤"]
 GIVEN_NAMES = ["太郎", "花子", "翔太", "陽菜", "大翔", "結衣", "蓮", "美咲", "悠真", "さくら"]
-ROMAJI_FAMILY = ["sato", "suzuki", "takahashi", "tanaka", "ito", "watanabe", "yamamoto",
-                 "nakamura", "kobayashi", "kato"]
+ROMAJI_FAMILY = [
+    "sato",
+    "suzuki",
+    "takahashi",
+    "tanaka",
+    "ito",
+    "watanabe",
+    "yamamoto",
+    "nakamura",
+    "kobayashi",
+    "kato",
+]
 PREFECTURES = ["東京都", "大阪府", "神奈川県", "愛知県", "福岡県", "北海道", "京都府", "沖縄県"]
 NOTES = ["置き配希望", "ギフト包装をお願いします", "午前中指定", "のし不要"]
 PAGES = [
-    "/", "/pricing", "/features/inventory", "/features/orders", "/help/getting-started",
-    "/help/delivery-delay", "/help/returns", "/help/api", "/blog/year-end-sale",
+    "/",
+    "/pricing",
+    "/features/inventory",
+    "/features/orders",
+    "/help/getting-started",
+    "/help/delivery-delay",
+    "/help/returns",
+    "/help/api",
+    "/blog/year-end-sale",
     "/blog/case-study-kazaneya",
 ]
 LIFECYCLE_STAGES = ["lead", "customer", "customer", "customer", "evangelist"]

@@ -28,8 +28,8 @@ from resources.identifiers import validate_identifier
 PartitionValues = tuple[Any, ...]
 
 
-def sql_literal(value: Any) -> str:
-    """Render a partition value as a SQL literal understood by DuckDB and BigQuery alike."""
+def sql_literal(value: Any, *, dialect: str) -> str:
+    """Render a partition value as a SQL literal of the given dialect (`duckdb` | `bigquery`)."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -38,11 +38,17 @@ def sql_literal(value: Any) -> str:
         return repr(value)
     if isinstance(value, dt.datetime | dt.date):
         value = value.isoformat()
-    escaped = str(value).replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{escaped}'"
+    text = str(value)
+    if dialect == "bigquery":
+        # GoogleSQL strings take backslash escapes; a doubled quote would end the literal.
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    # DuckDB follows standard SQL: the only escape is a doubled quote.
+    return "'" + text.replace("'", "''") + "'"
 
 
-def partition_predicate(columns: Sequence[str], partitions: Sequence[PartitionValues]) -> str:
+def partition_predicate(
+    columns: Sequence[str], partitions: Sequence[PartitionValues], *, dialect: str
+) -> str:
     """`(a = 'x' AND b = 'y') OR (...)`: the rows that belong to the given partitions.
 
     Tuple-IN is not portable to BigQuery, an OR of conjunctions is.
@@ -60,7 +66,7 @@ def partition_predicate(columns: Sequence[str], partitions: Sequence[PartitionVa
         terms.append(
             "("
             + " AND ".join(
-                f"{c} IS NULL" if v is None else f"{c} = {sql_literal(v)}"
+                f"{c} IS NULL" if v is None else f"{c} = {sql_literal(v, dialect=dialect)}"
                 for c, v in zip(columns, values, strict=True)
             )
             + ")"
@@ -188,7 +194,9 @@ class DuckDBWarehouse(Warehouse):
                     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {write.schema}")
                     if _duckdb_table_exists(conn, write.schema, write.table):
                         _duckdb_add_missing_columns(conn, write.schema, write.table, source)
-                        predicate = partition_predicate(write.partition_columns, write.partitions)
+                        predicate = partition_predicate(
+                            write.partition_columns, write.partitions, dialect=self.kind
+                        )
                         conn.execute(f"DELETE FROM {target} WHERE {predicate}")
                         conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
                     else:
@@ -308,7 +316,9 @@ class BigQueryWarehouse(Warehouse):
                 staging_tables.append(staging.strip("`"))
                 self._load_parquet(client, write.data, staging.strip("`"))
                 columns = ", ".join(validate_identifier(c) for c in write.data.schema.names)
-                predicate = partition_predicate(write.partition_columns, write.partitions)
+                predicate = partition_predicate(
+                    write.partition_columns, write.partitions, dialect=self.kind
+                )
                 statements.append(f"CREATE TABLE IF NOT EXISTS {target} LIKE {staging};")
                 statements.append(f"DELETE FROM {target} WHERE {predicate};")
                 statements.append(

@@ -21,6 +21,22 @@ from resources.identifiers import InvalidIdentifierError, validate_identifier
 
 METRICS_YAML = Path(__file__).with_name("metrics.yaml")
 
+# The dbt mart every metric is read from (Issue #5: per-metric sources).
+MART_SCHEMA = "monitoring"
+MART_TABLE = "monitoring_daily_metrics"
+
+# What either engine returns per scored series and day, in this order.
+RESULT_COLUMNS = (
+    "metric",
+    "series_id",
+    "metric_day",
+    "value",
+    "is_anomaly",
+    "lower_bound",
+    "upper_bound",
+    "anomaly_probability",
+)
+
 Direction = Literal["spike", "drop", "both"]
 CheckSeverity = Literal["WARN", "ERROR"]
 

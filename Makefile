@@ -1,0 +1,46 @@
+# Two commands work on a fresh machine with only Python 3.11+ and make: `make demo`, `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+# uv from PATH, or bootstrapped into .tools/ (a private venv: works where pip --user is refused).
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+VENV := $(CURDIR)/.venv
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install demo test dev manifest lint bootstrap-uv clean
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	# Bytecode is compiled at install: these machines set PYTHONDONTWRITEBYTECODE, and dbt and
+	# every Dagster process would otherwise recompile their imports on each start (~2x slower).
+	$(UV) sync --frozen --compile-bytecode
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+manifest: install
+	cd dbt_project && $(VENV)/bin/dbt parse --profiles-dir . --quiet
+
+demo: install manifest $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/minato demo run
+
+test: install manifest
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest
+
+dev: install manifest $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+lint: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf data .dagster_home dbt_project/target

@@ -1,0 +1,1 @@
+"""Monitoring: anomaly detection on the daily metrics mart (see anomalies.py)."""

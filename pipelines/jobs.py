@@ -1,0 +1,28 @@
+"""Jobs: ingestion per (business day, shard), and the warehouse stage per business day.
+
+Downstream of ingestion runs an explicit job rather than declarative automation: it starts only
+when every shard of a business day has landed (pipelines/sensors.py), so marts never aggregate
+half the shards, and a late shard re-triggers it instead of being silently left out.
+"""
+
+import dagster as dg
+
+from assets.dbt_models.layers import dbt_model_assets
+from assets.ingestion.shard_tables import shard_table_assets
+from assets.monitoring.anomalies import anomaly_assets
+from assets.partitions import business_days, day_shard_partitions
+from assets.sync import sync_assets
+
+ingest_shards_job = dg.define_asset_job(
+    "ingest_shards",
+    selection=dg.AssetSelection.assets(*shard_table_assets),
+    partitions_def=day_shard_partitions,
+    description="Extract one business day of every client table of a shard into the lake.",
+)
+
+warehouse_daily_job = dg.define_asset_job(
+    "warehouse_daily",
+    selection=dg.AssetSelection.assets(*dbt_model_assets, *anomaly_assets, *sync_assets),
+    partitions_def=business_days,
+    description="dbt warehouse + marts for a business day, then anomaly detection and syncs.",
+)

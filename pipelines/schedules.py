@@ -1,0 +1,32 @@
+"""Schedules. Business days are Asia/Tokyo; cron strings are evaluated in that zone."""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from assets.partitions import BUSINESS_TIMEZONE, DAY_DIMENSION, SHARD_DIMENSION, shards
+from pipelines.jobs import ingest_shards_job
+
+
+def previous_business_day(scheduled: dt.datetime) -> dt.date:
+    """The JST day before the tick, whatever zone the tick is expressed in."""
+    return (scheduled.astimezone(ZoneInfo(BUSINESS_TIMEZONE)) - dt.timedelta(days=1)).date()
+
+
+@dg.schedule(
+    job=ingest_shards_job,
+    cron_schedule="0 1 * * *",
+    execution_timezone=BUSINESS_TIMEZONE,
+    description="01:00 JST: ingest the previous business day, one run per shard (in parallel).",
+)
+def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    day = previous_business_day(context.scheduled_execution_time).isoformat()
+    return [
+        dg.RunRequest(
+            run_key=f"{day}|{shard}",
+            partition_key=dg.MultiPartitionKey({DAY_DIMENSION: day, SHARD_DIMENSION: shard}),
+            tags={"minato/shard": shard},
+        )
+        for shard in shards.get_partition_keys()
+    ]

@@ -1,0 +1,110 @@
+"""Sensors: landed files, a complete business day of ingestion, and failed runs."""
+
+import datetime as dt
+import json
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from assets.ingestion.landing_files import (
+    CRM_CONTACTS_PREFIX,
+    SEARCH_CONSOLE_PREFIX,
+    crm_contacts,
+    is_crm_contacts_file,
+    search_console_day,
+    search_console_pages,
+)
+from assets.ingestion.shard_tables import shard_table_assets
+from assets.partitions import BUSINESS_TIMEZONE, DAY_DIMENSION, SHARD_DIMENSION, shards
+from pipelines.jobs import warehouse_daily_job
+from resources.landing import LandedFile, LandingStore
+from resources.notifications import Notifier
+
+
+@dg.sensor(
+    target=[search_console_pages, crm_contacts],
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Loads each SaaS export once, in arrival order, from the landing folder or bucket.",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingStore) -> dg.SensorResult:
+    # The cursor is the last (modified, key) handled: files are never listed as new twice, and
+    # a file re-uploaded later (newer modified time) is loaded again.
+    last = LandedFile(**json.loads(context.cursor)) if context.cursor else None
+    files = sorted(
+        landing.list_files(SEARCH_CONSOLE_PREFIX) + landing.list_files(CRM_CONTACTS_PREFIX)
+    )
+    new = [f for f in files if last is None or f > last]
+    requests = []
+    for landed in new:
+        run_key = f"{landed.key}@{landed.modified}"
+        day = search_console_day(landed.key)
+        if day is not None:
+            requests.append(
+                dg.RunRequest(
+                    run_key=run_key, asset_selection=[search_console_pages.key], partition_key=day
+                )
+            )
+        elif is_crm_contacts_file(landed.key):
+            requests.append(
+                dg.RunRequest(
+                    run_key=run_key,
+                    asset_selection=[crm_contacts.key],
+                    run_config={
+                        "ops": {"lake__crm_contacts": {"config": {"file_key": landed.key}}}
+                    },
+                )
+            )
+        else:
+            context.log.warning(f"ignoring unexpected landed file {landed.key}")
+    cursor = json.dumps(new[-1].__dict__) if new else context.cursor
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+def _day_partition_keys(day: str) -> set[str]:
+    return {
+        str(dg.MultiPartitionKey({DAY_DIMENSION: day, SHARD_DIMENSION: shard}))
+        for shard in shards.get_partition_keys()
+    }
+
+
+@dg.sensor(
+    job=warehouse_daily_job,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts the warehouse stage for a business day once every shard of it is in the "
+    "lake; re-ingesting a partition later starts it again.",
+)
+def warehouse_after_ingestion_sensor(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]:
+    today = dt.datetime.now(ZoneInfo(BUSINESS_TIMEZONE)).date()
+    requests = []
+    for days_back in (1, 2, 3):
+        day = (today - dt.timedelta(days=days_back)).isoformat()
+        expected = _day_partition_keys(day)
+        latest: list[int] = []
+        for asset in shard_table_assets:
+            by_partition = context.instance.get_latest_storage_id_by_partition(
+                asset.key, dg.DagsterEventType.ASSET_MATERIALIZATION, expected
+            )
+            if set(by_partition) != expected:
+                break  # a shard of that day is missing: wait for it
+            latest.append(max(by_partition.values()))
+        else:
+            # The run key changes whenever any partition of the day is re-materialized.
+            requests.append(dg.RunRequest(run_key=f"{day}@{max(latest)}", partition_key=day))
+    return requests
+
+
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Posts failed runs to Slack (SLACK_BOT_TOKEN) or logs them.",
+)
+def run_failure_alert(context: dg.RunFailureSensorContext, notifier: Notifier) -> None:
+    run = context.dagster_run
+    partition = run.tags.get("dagster/partition", "-")
+    notifier.send(
+        f":rotating_light: run {run.run_id} of job `{run.job_name}` failed "
+        f"(partition {partition}): {context.failure_event.message}\n"
+        "On-call: open the run in the Dagster UI and re-execute from failure, or select the "
+        "failed partitions of the asset and materialize them."
+    )

@@ -1,0 +1,184 @@
+"""The DuckDB-default anomaly engine on small, fixed series."""
+
+import datetime as dt
+
+import holidays
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets.monitoring.local_engine import detect_anomalies
+from assets.monitoring.metrics import RESULT_COLUMNS, MetricSpec
+
+# 63 days ending on Saturday 2025-05-10: the detection week holds Golden Week's Monday and
+# Tuesday holidays (5 and 6 May), which must look like Sundays, not like an outage.
+LAST_DAY = dt.date(2025, 5, 10)
+DETECTION_START = dt.date(2025, 5, 4)
+JP_HOLIDAYS = holidays.country_holidays("JP", years=[2025])
+# Weekday profile Monday..Sunday; holidays take Sunday's.
+WEEKLY = np.array([1.0, 1.0, 1.05, 1.0, 1.1, 0.6, 0.5])
+
+
+def _series(
+    series_id: str,
+    *,
+    seed: int,
+    metric: str = "gmv",
+    days: int = 63,
+    base: float = 10_000.0,
+    noise: float = 0.04,
+) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    metric_days = [LAST_DAY - dt.timedelta(days=days - 1 - i) for i in range(days)]
+    day_type = [6 if d in JP_HOLIDAYS else d.weekday() for d in metric_days]
+    trend = 1 + 0.002 * np.arange(days)
+    # Clipped noise: a clean series has no point a 0.999 threshold should call unusual, so any
+    # flag on it is the model's fault, not the random draw's.
+    shocks = np.clip(rng.standard_normal(days), -2.0, 2.0)
+    values = base * trend * WEEKLY[day_type] * (1 + noise * shocks)
+    return pd.DataFrame(
+        {"metric": metric, "series_id": series_id, "metric_day": metric_days, "value": values}
+    )
+
+
+def _spec(direction: str = "both", **overrides: object) -> MetricSpec:
+    return MetricSpec(name="gmv", description="test metric", direction=direction, **overrides)
+
+
+def _scale(frame: pd.DataFrame, days: list[dt.date], factor: float) -> pd.DataFrame:
+    frame = frame.copy()
+    hit = frame["metric_day"].isin(days)
+    frame.loc[hit, "value"] *= factor
+    return frame
+
+
+def _flagged(result: pd.DataFrame) -> set[tuple[str, dt.date]]:
+    rows = result[result["is_anomaly"]]
+    return set(zip(rows["series_id"], rows["metric_day"], strict=True))
+
+
+def test_clean_weekly_series_with_holidays_stay_quiet() -> None:
+    history = pd.concat([_series(f"s{seed}", seed=seed) for seed in range(8)])
+
+    result = detect_anomalies(history, DETECTION_START, {"gmv": _spec()})
+
+    assert len(result) == 8 * 7
+    assert not result["is_anomaly"].any()
+    # The holiday Monday is forecast like a Sunday: its whole range lies below an ordinary
+    # Wednesday's.
+    s0 = result[result["series_id"] == "s0"].set_index("metric_day")
+    assert s0.loc[dt.date(2025, 5, 5), "upper_bound"] < s0.loc[dt.date(2025, 5, 7), "lower_bound"]
+
+
+def test_spike_on_last_day_is_found() -> None:
+    history = pd.concat([_scale(_series("hit", seed=1), [LAST_DAY], 1.6), _series("clean", seed=2)])
+
+    result = detect_anomalies(history, DETECTION_START, {"gmv": _spec("spike")})
+
+    assert _flagged(result) == {("hit", LAST_DAY)}
+    hit = result[(result["series_id"] == "hit") & (result["metric_day"] == LAST_DAY)].iloc[0]
+    assert hit["value"] > hit["upper_bound"]
+    assert hit["anomaly_probability"] > 0.999
+
+
+def test_drop_on_last_day_is_found() -> None:
+    history = pd.concat([_scale(_series("hit", seed=3), [LAST_DAY], 0.4), _series("ok", seed=4)])
+
+    result = detect_anomalies(history, DETECTION_START, {"gmv": _spec("drop")})
+
+    assert _flagged(result) == {("hit", LAST_DAY)}
+
+
+def test_level_shift_is_found_on_every_shifted_day() -> None:
+    shifted = [LAST_DAY - dt.timedelta(days=n) for n in range(3)]
+    history = _scale(_series("shard", seed=5), shifted, 0.55)
+
+    result = detect_anomalies(history, DETECTION_START, {"gmv": _spec()})
+
+    assert _flagged(result) == {("shard", day) for day in shifted}
+
+
+@pytest.mark.parametrize(
+    ("factor", "direction", "found"),
+    [
+        (1.6, "spike", True),
+        (1.6, "drop", False),
+        (1.6, "both", True),
+        (0.4, "drop", True),
+        (0.4, "spike", False),
+        (0.4, "both", True),
+    ],
+)
+def test_direction_decides_which_side_counts(factor: float, direction: str, found: bool) -> None:
+    history = _scale(_series("s", seed=6), [LAST_DAY], factor)
+
+    result = detect_anomalies(history, DETECTION_START, {"gmv": _spec(direction)})
+
+    assert _flagged(result) == ({("s", LAST_DAY)} if found else set())
+    # The probability describes the point whatever the direction.
+    last = result[result["metric_day"] == LAST_DAY].iloc[0]
+    assert last["anomaly_probability"] > 0.999
+
+
+def test_short_history_is_skipped() -> None:
+    history = pd.concat([_series("young", seed=7, days=7 + 20), _series("old", seed=8)])
+
+    result = detect_anomalies(history, DETECTION_START, {"gmv": _spec(min_history_days=28)})
+
+    assert set(result["series_id"]) == {"old"}
+
+
+def test_missing_days_are_tolerated() -> None:
+    history = _series("gappy", seed=9)
+    missing = {dt.date(2025, 4, 1), dt.date(2025, 4, 2), dt.date(2025, 4, 20), dt.date(2025, 5, 8)}
+    history = history[~history["metric_day"].isin(missing)]
+
+    result = detect_anomalies(history, DETECTION_START, {"gmv": _spec()})
+
+    assert len(result) == 6  # the missing detection day is not invented
+    assert dt.date(2025, 5, 8) not in set(result["metric_day"])
+    assert not result["is_anomaly"].any()
+
+
+def test_flat_series_does_not_fail_and_flags_any_change() -> None:
+    days = [LAST_DAY - dt.timedelta(days=n) for n in range(63)]
+    history = pd.DataFrame({"metric": "gmv", "series_id": "zero", "metric_day": days, "value": 0.0})
+    history.loc[history["metric_day"] == LAST_DAY, "value"] = 5.0
+
+    result = detect_anomalies(history, DETECTION_START, {"gmv": _spec()})
+
+    assert _flagged(result) == {("zero", LAST_DAY)}
+
+
+def test_output_contract_and_determinism() -> None:
+    history = pd.concat(
+        [
+            _scale(_series("a", seed=10), [LAST_DAY], 2.0),
+            _series("b", seed=11),
+            _series("ignored", seed=12, metric="not_configured"),
+        ]
+    )
+
+    first = detect_anomalies(history, DETECTION_START, {"gmv": _spec()})
+    second = detect_anomalies(
+        history.sample(frac=1, random_state=0), DETECTION_START, {"gmv": _spec()}
+    )
+
+    assert tuple(first.columns) == RESULT_COLUMNS
+    pd.testing.assert_frame_equal(first, second)
+    assert set(first["metric"]) == {"gmv"}
+    assert first["is_anomaly"].dtype == bool
+    assert all(isinstance(day, dt.date) for day in first["metric_day"])
+    assert first["anomaly_probability"].between(0, 1).all()
+    assert (first["lower_bound"] < first["upper_bound"]).all()
+    outside = (first["value"] < first["lower_bound"]) | (first["value"] > first["upper_bound"])
+    assert (first["is_anomaly"] == outside).all()
+
+
+def test_nothing_to_score_returns_the_empty_contract() -> None:
+    history = _series("a", seed=13)
+
+    result = detect_anomalies(history, LAST_DAY + dt.timedelta(days=1), {"gmv": _spec()})
+
+    assert result.empty
+    assert tuple(result.columns) == RESULT_COLUMNS
