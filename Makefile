@@ -25,7 +25,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 manifest: install
-	cd dbt_project && $(VENV)/bin/dbt parse --profiles-dir . --quiet
+	$(VENV)/bin/minato manifest
 
 demo: install manifest $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/minato demo run

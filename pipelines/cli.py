@@ -77,6 +77,18 @@ def demo_run(seed: int, end_date: str | None, days: int) -> None:
 
 
 @main.command()
+def manifest() -> None:
+    """Parse the dbt project into target/manifest.json, with the same environment as runs.
+
+    Runs then reuse the parse (dbt re-parses from scratch if the profile's rendered values,
+    such as the DuckDB path, differ from the ones the manifest was built with).
+    """
+    from assets.dbt_models.project import prepare_manifest
+
+    click.echo(f"wrote {prepare_manifest()}")
+
+
+@main.command()
 @click.option("--day", "days", multiple=True, required=True, help="Business day (YYYY-MM-DD).")
 @click.option("--shard", "shard_names", multiple=True, help="Shard(s); default all.")
 def ingest(days: tuple[str, ...], shard_names: tuple[str, ...]) -> None:

@@ -53,6 +53,8 @@ def _materialize(
         resources=defs.resources,
         instance=instance,
         tags=tags,
+        # The demo prints a summary; the full event log is in the Dagster UI.
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
 
 

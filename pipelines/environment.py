@@ -10,15 +10,12 @@ which variable configures what, and secrets never appear in run config.
 """
 
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
-from dagster_dbt import DbtCliResource
 
-from assets.dbt_models.project import minato_dbt_project
+from assets.dbt_models.project import dbt_cli
 from resources.destinations import PostgresDestination, SQLiteDestination, SyncDestination
 from resources.environment import apply_embedded_defaults
 from resources.landing import LandingStore, LocalLandingStore, S3LandingStore
@@ -73,12 +70,6 @@ def build_crm_destination() -> SyncDestination:
     return SQLiteDestination(path=dg.EnvVar("MINATO_CRM_SQLITE_PATH"))
 
 
-def _dbt_executable() -> str:
-    """The dbt installed beside this interpreter, so an unactivated virtualenv works too."""
-    beside = Path(sys.executable).with_name("dbt")
-    return str(beside) if beside.exists() else "dbt"
-
-
 def build_resources() -> dict[str, Any]:
     apply_embedded_defaults()
     return {
@@ -90,5 +81,5 @@ def build_resources() -> dict[str, Any]:
             slack_bot_token=_optional("SLACK_BOT_TOKEN"),
             slack_channel=os.environ.get("MINATO_SLACK_CHANNEL", "#data-alerts"),
         ),
-        "dbt": DbtCliResource(project_dir=minato_dbt_project, dbt_executable=_dbt_executable()),
+        "dbt": dbt_cli(),
     }

@@ -4,8 +4,9 @@ A small, deterministic stand-in for BigQuery ML's ARIMA_PLUS. For each series it
 weeks before the detection window, a robust (Huber) regression on day-of-week dummies plus a
 linear trend, with public holidays given the Sunday dummy. Each detection day gets
 `expected ± z·sigma`, z being the two-sided normal quantile of the metric's probability threshold
-exactly as `ML.DETECT_ANOMALIES` derives its bounds, and the same `anomaly_probability`. The
-output has the columns the BigQuery engine returns, so the asset stores either without caring.
+exactly as `ML.DETECT_ANOMALIES` derives its bounds, and the same `anomaly_probability`.
+Non-negative series are modelled on a log scale, so their bounds are multiplicative. The output
+has the columns the BigQuery engine returns, so the asset stores either without caring.
 
 Why a regression rather than STL: STL's smoothers absorb part of the noise, so its in-sample
 residuals understate the forecast error and a 0.999 threshold flagged several percent of clean
