@@ -29,7 +29,9 @@ class ConfigurationError(ValueError):
 
 
 def _choice(variable: str, choices: set[str]) -> str:
-    value = os.environ[variable]
+    value = os.environ.get(variable)
+    if value is None:
+        raise ConfigurationError(f"{variable} is not set: expected one of {sorted(choices)}")
     if value not in choices:
         raise ConfigurationError(f"{variable}={value!r}: expected one of {sorted(choices)}")
     return value

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -20,21 +21,58 @@ from pipelines.jobs import warehouse_daily_job
 from resources.landing import LandedFile, LandingStore
 from resources.notifications import Notifier
 
+# Object stores report modification times in whole seconds, and a file can land in the same
+# second as the previous evaluation's newest file: files this close to the high-water mark are
+# remembered by identity rather than skipped by time.
+_CLOCK_MARGIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class LandingCursor:
+    """High-water mark of modification times, plus the files handled just below it."""
+
+    since: float = float("-inf")
+    handled: frozenset[str] = frozenset()
+
+    @staticmethod
+    def _identity(landed: LandedFile) -> str:
+        return f"{landed.key}@{landed.modified}"
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "LandingCursor":
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(data["since"], frozenset(data["handled"]))
+
+    def to_json(self) -> str:
+        return json.dumps({"since": self.since, "handled": sorted(self.handled)})
+
+    def is_new(self, landed: LandedFile) -> bool:
+        return landed.modified >= self.since and self._identity(landed) not in self.handled
+
+    def advance(self, listed: list[LandedFile]) -> "LandingCursor":
+        if not listed:
+            return self
+        since = max(self.since, max(f.modified for f in listed) - _CLOCK_MARGIN_S)
+        recent = {self._identity(f) for f in listed if f.modified >= since}
+        kept = {i for i in self.handled if float(i.rsplit("@", 1)[1]) >= since}
+        return LandingCursor(since, frozenset(recent | kept))
+
 
 @dg.sensor(
     target=[search_console_pages, crm_contacts],
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Loads each SaaS export once, in arrival order, from the landing folder or bucket.",
+    description="Loads each SaaS export once, in arrival order, from the landing folder or "
+    "bucket; a file re-uploaded later is loaded again.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingStore) -> dg.SensorResult:
-    # The cursor is the last (modified, key) handled: files are never listed as new twice, and
-    # a file re-uploaded later (newer modified time) is loaded again.
-    last = LandedFile(**json.loads(context.cursor)) if context.cursor else None
     files = sorted(
         landing.list_files(SEARCH_CONSOLE_PREFIX) + landing.list_files(CRM_CONTACTS_PREFIX)
     )
-    new = [f for f in files if last is None or f > last]
+    cursor = LandingCursor.from_json(context.cursor)
+    new = [f for f in files if cursor.is_new(f)]
     requests = []
     for landed in new:
         run_key = f"{landed.key}@{landed.modified}"
@@ -57,8 +95,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingStore) -
             )
         else:
             context.log.warning(f"ignoring unexpected landed file {landed.key}")
-    cursor = json.dumps(new[-1].__dict__) if new else context.cursor
-    return dg.SensorResult(run_requests=requests, cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor.advance(files).to_json())
 
 
 def _day_partition_keys(day: str) -> set[str]:

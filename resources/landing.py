@@ -71,5 +71,10 @@ class S3LandingStore(LandingStore):
         return sorted(files)
 
     def read_bytes(self, key: str) -> bytes:
-        response = self.s3.get_client().get_object(Bucket=self.bucket, Key=self._full_key(key))
+        client = self.s3.get_client()
+        try:
+            response = client.get_object(Bucket=self.bucket, Key=self._full_key(key))
+        except client.exceptions.NoSuchKey as exc:
+            # The same error as the local store, naming the object, for "not landed yet".
+            raise FileNotFoundError(f"s3://{self.bucket}/{self._full_key(key)}") from exc
         return response["Body"].read()

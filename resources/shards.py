@@ -81,7 +81,7 @@ def load_shard_specs(path: str | Path) -> list[ShardSpec]:
         try:
             validate_identifier(entry["name"], what="shard name")
             ZoneInfo(entry["timezone"])
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise ShardConfigError(f"{where}: {exc}") from exc
         specs.append(ShardSpec(entry["name"], str(entry["url"]), entry["timezone"]))
     names = [s.name for s in specs]

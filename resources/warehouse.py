@@ -218,8 +218,8 @@ def _duckdb_table_exists(conn: Any, schema: str, table: str) -> bool:
     row = conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [schema, table],
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    return bool(row[0][0])
 
 
 def _duckdb_add_missing_columns(conn: Any, schema: str, table: str, source: str) -> None:
@@ -273,7 +273,11 @@ class BigQueryWarehouse(Warehouse):
     def _job_config(self) -> Any:
         from google.cloud import bigquery
 
-        return bigquery.QueryJobConfig(maximum_bytes_billed=self.maximum_bytes_billed)
+        config = bigquery.QueryJobConfig()
+        # Unset means no cost guard; None must not be sent (the client would send "None").
+        if self.maximum_bytes_billed is not None:
+            config.maximum_bytes_billed = self.maximum_bytes_billed
+        return config
 
     def query_arrow(self, sql: str) -> pa.Table:
         return self._client().query(sql, job_config=self._job_config()).to_arrow()
@@ -320,13 +324,20 @@ class BigQueryWarehouse(Warehouse):
                     write.partition_columns, write.partitions, dialect=self.kind
                 )
                 statements.append(f"CREATE TABLE IF NOT EXISTS {target} LIKE {staging};")
+                # Schema drift: columns new in this load are added; older rows read NULL.
+                for field in write.data.schema:
+                    statements.append(
+                        f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS "
+                        f"{validate_identifier(field.name)} {_bigquery_type(field.type)};"
+                    )
                 statements.append(f"DELETE FROM {target} WHERE {predicate};")
                 statements.append(
                     f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging};"
                 )
-            # DDL may not run inside a BigQuery transaction: create targets first.
-            creates = [s for s in statements if s.startswith("CREATE")]
-            changes = [s for s in statements if not s.startswith("CREATE")]
+            # DDL may not run inside a BigQuery transaction: create and alter targets first.
+            ddl = ("CREATE", "ALTER")
+            creates = [s for s in statements if s.startswith(ddl)]
+            changes = [s for s in statements if not s.startswith(ddl)]
             script = "\n".join([*creates, "BEGIN TRANSACTION;", *changes, "COMMIT TRANSACTION;"])
             client.query(script, job_config=self._job_config()).result()
         finally:
@@ -336,3 +347,24 @@ class BigQueryWarehouse(Warehouse):
     def overwrite_table(self, schema: str, table: str, data: pa.Table) -> None:
         client = self._client()
         self._load_parquet(client, data, self.qualified(schema, table).strip("`"))
+
+
+def _bigquery_type(arrow_type: pa.DataType) -> str:
+    """The BigQuery column type a Parquet load gives an Arrow type."""
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "STRING"
+    if pa.types.is_integer(arrow_type):
+        return "INT64"
+    if pa.types.is_floating(arrow_type):
+        return "FLOAT64"
+    if pa.types.is_boolean(arrow_type):
+        return "BOOL"
+    if pa.types.is_date(arrow_type):
+        return "DATE"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMP" if arrow_type.tz else "DATETIME"
+    if pa.types.is_decimal(arrow_type):
+        return "NUMERIC"
+    if pa.types.is_binary(arrow_type):
+        return "BYTES"
+    raise TypeError(f"no BigQuery column type for Arrow type {arrow_type}")

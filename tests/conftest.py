@@ -53,7 +53,7 @@ SMALL_DEMO = demo_data.DemoConfig(
     seed=7,
     end_date=dt.date(2026, 11, 20),
     days=42,
-    clients_per_shard=3,
+    clients_per_shard=10,
     customers=300,
     crm_contacts=150,
 )

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import socket
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,13 +18,13 @@ from moto.server import ThreadedMotoServer
 
 from assets.ingestion.landing_files import crm_contacts, search_console_pages
 from pipelines.sensors import landing_sensor
-from resources.landing import LandedFile, LandingStore, LocalLandingStore, S3LandingStore
+from resources.landing import LandingStore, LocalLandingStore, S3LandingStore
 from resources.warehouse import DuckDBWarehouse
 
 SEARCH_CONSOLE_CSV = (
     b"date,page,clicks,impressions,ctr,position\n2026-01-01,/pricing,10,200,0.05,3.1\n"
 )
-CRM_CSV = "contact_id,email,updated_at\nCRM-000001,sato@example.jp,2026-01-02T14:00:00Z\n".encode()
+CRM_CSV = b"contact_id,email,updated_at\nCRM-000001,sato@example.jp,2026-01-02T14:00:00Z\n"
 
 
 def land(root: Path, key: str, payload: bytes, modified: float) -> None:
@@ -90,7 +91,16 @@ def test_local_sensor_requests_each_file_once(tmp_path: Path) -> None:
         "search_console/pages_2026-01-01.csv@1001.0",
         "crm/contacts_2026-01-02.csv@1002.0",
     ]
-    assert json.loads(first.cursor) == {"modified": 1003.0, "key": "search_console/notes.txt"}
+    # The newest listed file (notes.txt, 1003) minus the 2 s margin; files from then on are
+    # remembered by identity, older ones are behind the mark.
+    assert json.loads(first.cursor) == {
+        "since": 1001.0,
+        "handled": [
+            "crm/contacts_2026-01-02.csv@1002.0",
+            "search_console/notes.txt@1003.0",
+            "search_console/pages_2026-01-01.csv@1001.0",
+        ],
+    }
 
     second = evaluate(store, first.cursor)
 
@@ -101,33 +111,49 @@ def test_local_sensor_requests_each_file_once(tmp_path: Path) -> None:
     third = evaluate(store, second.cursor)
 
     assert [describe(r) for r in third.run_requests] == [search_console_request("2026-01-03")]
+    assert [r.run_key for r in third.run_requests] == ["search_console/pages_2026-01-03.csv@1010.0"]
     assert json.loads(third.cursor) == {
-        "modified": 1010.0,
-        "key": "search_console/pages_2026-01-03.csv",
+        "since": 1008.0,
+        "handled": ["search_console/pages_2026-01-03.csv@1010.0"],
     }
 
     # A corrected export re-uploaded later is loaded again, under a new run key.
     land(root, "search_console/pages_2026-01-01.csv", SEARCH_CONSOLE_CSV, 1_020)
     fourth = evaluate(store, third.cursor)
 
+    assert [describe(r) for r in fourth.run_requests] == [search_console_request("2026-01-01")]
     assert [r.run_key for r in fourth.run_requests] == [
         "search_console/pages_2026-01-01.csv@1020.0"
     ]
-    assert evaluate(store, fourth.cursor).run_requests == []
+    assert json.loads(fourth.cursor) == {
+        "since": 1018.0,
+        "handled": ["search_console/pages_2026-01-01.csv@1020.0"],
+    }
+    fifth = evaluate(store, fourth.cursor)
+    assert fifth.run_requests == []
+    assert fifth.cursor == fourth.cursor
 
 
-def test_local_sensor_on_empty_landing_zone_keeps_no_cursor(tmp_path: Path) -> None:
-    result = evaluate(LocalLandingStore(root=str(tmp_path / "missing")), None)
+def test_local_sensor_on_empty_landing_zone_keeps_an_empty_cursor(tmp_path: Path) -> None:
+    root = tmp_path / "landing"
+    store = LocalLandingStore(root=str(root))
+
+    result = evaluate(store, None)
 
     assert result.run_requests == []
-    assert result.cursor is None
+    # Python's json writes -inf as -Infinity, and reads it back.
+    assert result.cursor == '{"since": -Infinity, "handled": []}'
+    again = evaluate(store, result.cursor)
+    assert again.run_requests == []
+    assert again.cursor == result.cursor
+
+    # The first file to land, however old its modification time, is requested.
+    land(root, "search_console/pages_2026-01-01.csv", SEARCH_CONSOLE_CSV, 0)
+    first = evaluate(store, again.cursor)
+
+    assert [r.run_key for r in first.run_requests] == ["search_console/pages_2026-01-01.csv@0.0"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the (modified, key) cursor misses a file that lands later with the same "
-    "modification time (S3 LastModified has one-second resolution) and a smaller key",
-)
 def test_local_sensor_does_not_miss_a_file_landing_in_the_same_second(tmp_path: Path) -> None:
     root = tmp_path / "landing"
     land(root, "search_console/pages_2026-01-03.csv", SEARCH_CONSOLE_CSV, 2_000)
@@ -137,7 +163,26 @@ def test_local_sensor_does_not_miss_a_file_landing_in_the_same_second(tmp_path: 
 
     second = evaluate(store, first.cursor)
 
+    # Same modification time, a key that sorts first: new all the same.
+    assert [r.run_key for r in second.run_requests] == [
+        "search_console/pages_2026-01-02.csv@2000.0"
+    ]
     assert [describe(r) for r in second.run_requests] == [search_console_request("2026-01-02")]
+    assert json.loads(second.cursor) == {
+        "since": 1998.0,
+        "handled": [
+            "search_console/pages_2026-01-02.csv@2000.0",
+            "search_console/pages_2026-01-03.csv@2000.0",
+        ],
+    }
+
+    # A file stamped within the margin below the newest one (a writer's clock a second behind)
+    # is not missed either, and nothing is requested twice.
+    land(root, "search_console/pages_2026-01-01.csv", SEARCH_CONSOLE_CSV, 1_999)
+    third = evaluate(store, second.cursor)
+
+    assert [r.run_key for r in third.run_requests] == ["search_console/pages_2026-01-01.csv@1999.0"]
+    assert evaluate(store, third.cursor).run_requests == []
 
 
 def test_local_store_reads_only_inside_its_root(tmp_path: Path) -> None:
@@ -169,8 +214,12 @@ def s3_endpoint() -> Iterator[str]:
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # Moto keeps its state per process, not per server: start every test from an empty bucket
+    # list, or objects put by an earlier test would still be there.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield endpoint
     finally:
         server.stop()
 
@@ -243,22 +292,21 @@ def test_s3_store_without_prefix_uses_the_bucket_root(s3_endpoint: str, s3_clien
 
 
 @pytest.mark.s3
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: S3LandingStore.read_bytes raises botocore NoSuchKey (no key in the message), "
-    "not FileNotFoundError, so search_console_pages cannot say which file has not landed",
-)
 def test_s3_store_missing_key_is_file_not_found(s3_endpoint: str, s3_client) -> None:
+    put(s3_client, "exports/minato/search_console/pages_2026-01-02.csv", SEARCH_CONSOLE_CSV)
     store = S3LandingStore(s3=s3_resource(s3_endpoint), bucket=BUCKET, prefix="exports/minato")
 
-    try:
+    # The same error as the local store, naming the missing object in full.
+    with pytest.raises(FileNotFoundError) as raised:
         store.read_bytes("search_console/pages_2026-01-01.csv")
-    except FileNotFoundError:
-        return
-    except Exception as exc:
-        raise AssertionError(f"expected FileNotFoundError, got {exc!r}") from exc
-    raise AssertionError("reading a missing key returned data")
+    assert str(raised.value) == (
+        f"s3://{BUCKET}/exports/minato/search_console/pages_2026-01-01.csv"
+    )
+
+    at_root = S3LandingStore(s3=s3_resource(s3_endpoint), bucket=BUCKET)
+    with pytest.raises(FileNotFoundError) as raised:
+        at_root.read_bytes("search_console/pages_2026-01-02.csv")
+    assert str(raised.value) == f"s3://{BUCKET}/search_console/pages_2026-01-02.csv"
 
 
 @pytest.mark.s3
@@ -280,12 +328,12 @@ def test_s3_sensor_requests_each_object_once(s3_endpoint: str, s3_client) -> Non
     )
     assert evaluate(store, first.cursor).run_requests == []
 
-    # Its name sorts after every earlier key, so it is new whatever the clock's resolution.
-    put(s3_client, "exports/minato/search_console/pages_2026-01-03.csv", SEARCH_CONSOLE_CSV)
+    # LastModified has one-second resolution: this object most likely lands in the same second
+    # as the others, and its name sorts before theirs. It is new all the same.
+    put(s3_client, "exports/minato/search_console/pages_2025-12-31.csv", SEARCH_CONSOLE_CSV)
     third = evaluate(store, first.cursor)
 
-    assert [describe(r) for r in third.run_requests] == [search_console_request("2026-01-03")]
-    assert LandedFile(**json.loads(third.cursor)).key == "search_console/pages_2026-01-03.csv"
+    assert [describe(r) for r in third.run_requests] == [search_console_request("2025-12-31")]
     assert evaluate(store, third.cursor).run_requests == []
 
 
@@ -305,7 +353,9 @@ def rewrite_clicks(path: Path, page: str, clicks: str) -> None:
         writer.writerows(rows)
 
 
-def materialize_pages(minato_env, instance, partition_key: str, **kwargs) -> dg.ExecuteInProcessResult:
+def materialize_pages(
+    minato_env, instance, partition_key: str, **kwargs
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [search_console_pages],
         resources={
@@ -347,7 +397,7 @@ def test_search_console_file_with_bad_clicks_quarantines_that_row(
             "day": DAY,
             "_shard": None,
             "_source_table": f"search_console/pages_{DAY}.csv",
-            "primary_key": f"{DAY}|/pricing",
+            "primary_key": f'["{DAY}", "/pricing"]',
             "column_name": "clicks",
             "reason": "not an integer: '12x'",
         }
@@ -371,13 +421,17 @@ def test_search_console_missing_file_fails_naming_it(
     [failure] = result.get_step_failure_events()
     data = failure.step_failure_data
     assert data.user_failure_data is not None
-    assert data.user_failure_data.description == f"search_console/pages_{DAY}.csv has not landed yet"
+    assert (
+        data.user_failure_data.description == f"search_console/pages_{DAY}.csv has not landed yet"
+    )
     assert not DuckDBWarehouse(path=str(minato_env.duckdb_path)).table_exists(
         "lake", "search_console_pages"
     )
 
 
-def test_sensor_requests_are_runnable(minato_env, seeded_demo, instance: dg.DagsterInstance) -> None:
+def test_sensor_requests_are_runnable(
+    minato_env, seeded_demo, instance: dg.DagsterInstance
+) -> None:
     """The sensor's partition key and run config are accepted by the assets it targets."""
     store = LocalLandingStore(root=str(minato_env.landing_dir))
     requests = evaluate(store, None).run_requests

@@ -98,7 +98,7 @@ EXPECTED_QUARANTINE = [
         "shard_02",
         "orders_201",
         "201",
-        "2",
+        '["2"]',
         "ordered_at",
         "unparseable datetime: '2026-02-30 25:61:00'",
     ),
@@ -108,19 +108,37 @@ EXPECTED_QUARANTINE = [
         "shard_02",
         "orders_201",
         "201",
-        "3",
+        '["3"]',
         "ordered_at",
         "unparseable datetime: '0000-00-00 00:00:00'",
     ),
-    ("orders", "2026-01-02", "shard_02", "orders_201", "201", "4", "ordered_at", "unparseable datetime: '不明'"),
-    ("orders", "2026-01-02", "shard_02", "orders_201", "201", "None", "order_id", "NULL primary key: None"),
+    (
+        "orders",
+        "2026-01-02",
+        "shard_02",
+        "orders_201",
+        "201",
+        '["4"]',
+        "ordered_at",
+        "unparseable datetime: '不明'",
+    ),
+    (
+        "orders",
+        "2026-01-02",
+        "shard_02",
+        "orders_201",
+        "201",
+        "[null]",
+        "order_id",
+        "NULL primary key: None",
+    ),
     (
         "orders",
         "2026-01-02",
         "shard_02",
         "orders_202",
         "202",
-        "1",
+        '["1"]',
         "ordered_at",
         "unparseable datetime: '2026-02-30 12:00:00'",
     ),
@@ -145,7 +163,7 @@ def test_bad_rows_are_quarantined_not_loaded(
     # The raw row is kept for whoever fixes the source, with its origin.
     raw = warehouse.query_arrow(
         "SELECT raw_row FROM lake.quarantine WHERE _source_table = 'orders_201' "
-        "AND primary_key = '4'"
+        "AND primary_key = '[\"4\"]'"
     )
     assert json.loads(raw.column(0)[0].as_py())["ordered_at"] == "不明"
 
@@ -177,7 +195,7 @@ def test_fixed_source_row_leaves_quarantine_on_rerun(
 
     # orders_202/1 is now valid; orders_202/2 has a date without a time: quarantined instead.
     assert [row[3:8] for row in quarantine_rows(warehouse) if row[3] == "orders_202"] == [
-        ("orders_202", "202", "2", "ordered_at", "unparseable datetime: '2026-01-02'")
+        ("orders_202", "202", '["2"]', "ordered_at", "unparseable datetime: '2026-01-02'")
     ]
     assert ("orders_202", "1") in lake_rows(warehouse)
     assert ("orders_202", "2") not in lake_rows(warehouse)
@@ -211,7 +229,8 @@ def bad_values(values: list, kind: str) -> list:
         checks=[("value", kind)],
     )
     assert split.loaded.num_rows + split.quarantined_rows == len(values)
-    rejected = [values[int(i)] for i in split.quarantined.column("primary_key").to_pylist()]
+    keys = [json.loads(k) for k in split.quarantined.column("primary_key").to_pylist()]
+    rejected = [values[int(i)] for [i] in keys]
     assert split.loaded.column("value").to_pylist() == [v for v in values if v not in rejected]
     return rejected
 
@@ -288,6 +307,7 @@ def test_quarantine_record_fields_and_distinct_row_count() -> None:
         ("clicks", "not an integer: 'x'"),
     ]
     for record in records:
+        assert record["primary_key"] == "[null]"
         assert record["logical_table"] == "orders"
         assert record["_business_day"] == dt.date(2026, 1, 2)
         assert record["_shard"] == "shard_01"
@@ -295,6 +315,46 @@ def test_quarantine_record_fields_and_distinct_row_count() -> None:
         assert record["_client_id"] == "101"
         assert record["_loaded_at"] == LOADED_AT
         assert json.loads(record["raw_row"])["clicks"] == "x"
+
+
+def test_primary_key_is_a_json_array_of_the_key_values() -> None:
+    data = with_origin(
+        date=["2026-11-18", "2026-11-18", None],
+        page=["/pricing", "None", "None"],
+        clicks=["12x", "x", "y"],
+    )
+
+    split = split_valid_rows(
+        data,
+        logical_table="search_console_pages",
+        key_columns=("date", "page"),
+        checks=[("clicks", "integer")],
+    )
+
+    keys = split.quarantined.column("primary_key").to_pylist()
+    # In key-column order; a NULL stays distinct from the text "None".
+    assert keys == [
+        '["2026-11-18", "/pricing"]',
+        '["2026-11-18", "None"]',
+        '[null, "None"]',
+    ]
+    assert [json.loads(k) for k in keys] == [
+        ["2026-11-18", "/pricing"],
+        ["2026-11-18", "None"],
+        [None, "None"],
+    ]
+
+
+def test_primary_key_of_a_non_string_key_is_its_text() -> None:
+    data = with_origin(value=["x"]).append_column(
+        "day", pa.array([dt.date(2026, 1, 2)], pa.date32())
+    )
+
+    split = split_valid_rows(
+        data, logical_table="t", key_columns=("day",), checks=[("value", "integer")]
+    )
+
+    assert split.quarantined.column("primary_key").to_pylist() == ['["2026-01-02"]']
 
 
 def test_empty_input_gives_empty_split() -> None:

@@ -82,7 +82,8 @@ def split_valid_rows(
                     "_shard": row.get("_shard"),
                     "_source_table": row["_source_table"],
                     "_client_id": row.get("_client_id"),
-                    "primary_key": "|".join(str(row[k]) for k in key_columns),
+                    # JSON keeps a NULL key distinct from the text "None".
+                    "primary_key": json.dumps([row[k] for k in key_columns], default=str),
                     "column_name": column,
                     "reason": f"{_REASONS[kind]}: {row[column]!r}",
                     "raw_row": json.dumps(row, ensure_ascii=False, default=str),

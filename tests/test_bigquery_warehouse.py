@@ -1,0 +1,487 @@
+"""BigQueryWarehouse against a fake client (the exact requests are asserted), and the partition
+predicate / literal rendering of both dialects."""
+
+import datetime as dt
+import io
+import socket
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlglot
+from google.cloud import bigquery
+from sqlglot import exp
+
+from resources.identifiers import InvalidIdentifierError
+from resources.warehouse import (
+    BigQueryWarehouse,
+    DuckDBWarehouse,
+    PartitionWrite,
+    _bigquery_type,
+    partition_predicate,
+    sql_literal,
+)
+
+PROJECT = "minato-prod"
+
+
+class FakeJob:
+    def __init__(self, error: Exception | None = None, rows: pa.Table | None = None) -> None:
+        self.error = error
+        self.rows = rows
+
+    def result(self) -> "FakeJob":
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def to_arrow(self) -> pa.Table:
+        assert self.rows is not None
+        return self.rows
+
+
+class FakeBigQueryClient:
+    """Records what the warehouse asks BigQuery to do; fails on request."""
+
+    def __init__(self) -> None:
+        self.loads: list[dict[str, Any]] = []
+        self.queries: list[dict[str, Any]] = []
+        self.deleted: list[tuple[str, bool]] = []
+        self.fail_query: Exception | None = None
+        self.fail_load_number: int | None = None
+        self.query_rows: pa.Table | None = None
+
+    def load_table_from_file(self, file_obj, destination, job_config=None) -> FakeJob:
+        self.loads.append(
+            {
+                "destination": destination,
+                "source_format": job_config.source_format,
+                "write_disposition": job_config.write_disposition,
+                "data": file_obj.read(),
+            }
+        )
+        if self.fail_load_number == len(self.loads):
+            return FakeJob(error=RuntimeError("load failed"))
+        return FakeJob()
+
+    def query(self, sql, job_config=None) -> FakeJob:
+        # What the client would send: the job resource's `maximumBytesBilled` (int64 as text).
+        sent = job_config.to_api_repr()["query"]
+        self.queries.append({"sql": sql, "maximum_bytes_billed": sent.get("maximumBytesBilled")})
+        return FakeJob(error=self.fail_query, rows=self.query_rows)
+
+    def delete_table(self, table, not_found_ok=False) -> None:
+        self.deleted.append((table, not_found_ok))
+
+
+@pytest.fixture
+def fake_client(monkeypatch: pytest.MonkeyPatch) -> FakeBigQueryClient:
+    client = FakeBigQueryClient()
+    monkeypatch.setattr(BigQueryWarehouse, "_client", lambda self: client)
+    return client
+
+
+def warehouse(**settings: Any) -> BigQueryWarehouse:
+    return BigQueryWarehouse(project=PROJECT, dataset_prefix="prod_", **settings)
+
+
+ORDERS = pa.table(
+    {
+        "order_id": pa.array(["1", "2"], pa.string()),
+        "ordered_at": pa.array(["2026-01-02 08:30:00", None], pa.string()),
+        "_business_day": pa.array([dt.date(2026, 1, 2)] * 2, pa.date32()),
+        "_shard": pa.array(["shard_01", "shard_01"], pa.string()),
+        "_loaded_at": pa.array(
+            [dt.datetime(2026, 1, 3, 1, 0, tzinfo=dt.UTC)] * 2, pa.timestamp("us", tz="UTC")
+        ),
+    }
+)
+QUARANTINE = pa.table(
+    {
+        "logical_table": pa.array(["orders"], pa.string()),
+        "_business_day": pa.array([dt.date(2026, 1, 2)], pa.date32()),
+        "_shard": pa.array(["shard_01"], pa.string()),
+        "reason": pa.array(["unparseable datetime: 'it''s'"], pa.string()),
+    }
+)
+WRITES = [
+    PartitionWrite(
+        "lake",
+        "orders",
+        ORDERS,
+        ("_business_day", "_shard"),
+        ((dt.date(2026, 1, 2), "shard_01"), (dt.date(2026, 1, 3), "shard_01")),
+    ),
+    PartitionWrite(
+        "lake",
+        "quarantine",
+        QUARANTINE,
+        ("logical_table", "_business_day", "_shard"),
+        (("orders", dt.date(2026, 1, 2), "shard_01"), ("orders", dt.date(2026, 1, 3), None)),
+    ),
+]
+
+
+def test_replace_partitions_atomically_sends_one_script(fake_client: FakeBigQueryClient) -> None:
+    warehouse(maximum_bytes_billed=10**9).replace_partitions_atomically(WRITES)
+
+    staging = [load["destination"] for load in fake_client.loads]
+    assert len(staging) == 2
+    assert staging[0].startswith(f"{PROJECT}.prod_lake._staging_orders_")
+    assert staging[1].startswith(f"{PROJECT}.prod_lake._staging_quarantine_")
+    assert len(set(staging)) == 2
+    orders, quarantine = (f"`{PROJECT}.prod_lake.orders`", f"`{PROJECT}.prod_lake.quarantine`")
+    expected = "\n".join(
+        [
+            # DDL cannot run inside a BigQuery transaction: create and alter the targets first.
+            f"CREATE TABLE IF NOT EXISTS {orders} LIKE `{staging[0]}`;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS order_id STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS ordered_at STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _business_day DATE;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _shard STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _loaded_at TIMESTAMP;",
+            f"CREATE TABLE IF NOT EXISTS {quarantine} LIKE `{staging[1]}`;",
+            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS logical_table STRING;",
+            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS _business_day DATE;",
+            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS _shard STRING;",
+            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS reason STRING;",
+            "BEGIN TRANSACTION;",
+            f"DELETE FROM {orders} WHERE (_business_day = '2026-01-02' AND _shard = 'shard_01') "
+            "OR (_business_day = '2026-01-03' AND _shard = 'shard_01');",
+            f"INSERT INTO {orders} (order_id, ordered_at, _business_day, _shard, _loaded_at) "
+            f"SELECT order_id, ordered_at, _business_day, _shard, _loaded_at FROM `{staging[0]}`;",
+            f"DELETE FROM {quarantine} WHERE (logical_table = 'orders' AND _business_day = "
+            "'2026-01-02' AND _shard = 'shard_01') OR (logical_table = 'orders' AND "
+            "_business_day = '2026-01-03' AND _shard IS NULL);",
+            f"INSERT INTO {quarantine} (logical_table, _business_day, _shard, reason) "
+            f"SELECT logical_table, _business_day, _shard, reason FROM `{staging[1]}`;",
+            "COMMIT TRANSACTION;",
+        ]
+    )
+    assert fake_client.queries == [{"sql": expected, "maximum_bytes_billed": "1000000000"}]
+    assert fake_client.deleted == [(staging[0], True), (staging[1], True)]
+
+
+def test_script_parses_as_googlesql(fake_client: FakeBigQueryClient) -> None:
+    writes = [
+        PartitionWrite("lake", "orders", ORDERS, ("_shard",), (("it's \\ shard",),)),
+        *WRITES,
+    ]
+    warehouse().replace_partitions_atomically(writes)
+    [query] = fake_client.queries
+
+    statements = sqlglot.parse(query["sql"], read="bigquery")
+
+    # Per write: CREATE, then one ALTER per column (5 for ORDERS, 4 for QUARANTINE).
+    assert [type(s) for s in statements] == [
+        exp.Create,
+        *[exp.Alter] * 5,
+        exp.Create,
+        *[exp.Alter] * 5,
+        exp.Create,
+        *[exp.Alter] * 4,
+        exp.Transaction,
+        exp.Delete,
+        exp.Insert,
+        exp.Delete,
+        exp.Insert,
+        exp.Delete,
+        exp.Insert,
+        exp.Commit,
+    ]
+    for alter in statements[1:6]:
+        [action] = alter.args["actions"]
+        assert isinstance(action, exp.ColumnDef)
+        assert action.args.get("exists") is True  # ADD COLUMN IF NOT EXISTS
+    added = [
+        (a.args["actions"][0].name, a.args["actions"][0].args["kind"].sql("bigquery"))
+        for a in statements[1:6]
+    ]
+    assert added == [
+        ("order_id", "STRING"),
+        ("ordered_at", "STRING"),
+        ("_business_day", "DATE"),
+        ("_shard", "STRING"),
+        ("_loaded_at", "TIMESTAMP"),
+    ]
+    # The escaped literal reads back as the original value, quote and backslash included.
+    literals = [lit.this for lit in statements[18].find_all(exp.Literal) if lit.is_string]
+    assert literals == ["it's \\ shard"]
+
+
+def test_a_column_new_in_the_data_is_added_before_the_transaction(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """Schema drift: the target exists without `coupon`; the ALTER adds it, older rows NULL."""
+    drifted = ORDERS.append_column(
+        "coupon", pa.array([None, "SPRING26"], pa.string())
+    ).append_column("discount", pa.array([None, "150.00"], pa.string()).cast(pa.decimal128(12, 2)))
+    write = PartitionWrite("lake", "orders", drifted, ("_shard",), (("shard_01",),))
+
+    warehouse().replace_partitions_atomically([write])
+
+    [load] = fake_client.loads
+    staging = load["destination"]
+    [query] = fake_client.queries
+    orders = f"`{PROJECT}.prod_lake.orders`"
+    columns = "order_id, ordered_at, _business_day, _shard, _loaded_at, coupon, discount"
+    assert query["sql"] == "\n".join(
+        [
+            f"CREATE TABLE IF NOT EXISTS {orders} LIKE `{staging}`;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS order_id STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS ordered_at STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _business_day DATE;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _shard STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _loaded_at TIMESTAMP;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS coupon STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS discount NUMERIC;",
+            "BEGIN TRANSACTION;",
+            f"DELETE FROM {orders} WHERE (_shard = 'shard_01');",
+            f"INSERT INTO {orders} ({columns}) SELECT {columns} FROM `{staging}`;",
+            "COMMIT TRANSACTION;",
+        ]
+    )
+    assert fake_client.deleted == [(staging, True)]
+
+
+@pytest.mark.parametrize(
+    ("arrow_type", "bigquery_type"),
+    [
+        (pa.string(), "STRING"),
+        (pa.large_string(), "STRING"),
+        (pa.int8(), "INT64"),
+        (pa.int32(), "INT64"),
+        (pa.int64(), "INT64"),
+        (pa.float32(), "FLOAT64"),
+        (pa.float64(), "FLOAT64"),
+        (pa.bool_(), "BOOL"),
+        (pa.date32(), "DATE"),
+        (pa.timestamp("us", tz="UTC"), "TIMESTAMP"),
+        (pa.timestamp("us", tz="Asia/Tokyo"), "TIMESTAMP"),
+        (pa.timestamp("us"), "DATETIME"),
+        (pa.decimal128(12, 2), "NUMERIC"),
+        (pa.binary(), "BYTES"),
+    ],
+)
+def test_bigquery_type(arrow_type: pa.DataType, bigquery_type: str) -> None:
+    assert _bigquery_type(arrow_type) == bigquery_type
+
+
+@pytest.mark.parametrize(
+    "arrow_type", [pa.list_(pa.string()), pa.struct([("a", pa.int64())])], ids=str
+)
+def test_bigquery_type_rejects_unsupported_arrow_types(arrow_type: pa.DataType) -> None:
+    with pytest.raises(TypeError) as raised:
+        _bigquery_type(arrow_type)
+
+    assert str(raised.value) == f"no BigQuery column type for Arrow type {arrow_type}"
+
+
+def test_unsupported_column_type_fails_before_any_script_runs(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    tagged = ORDERS.append_column("tags", pa.array([["a"], []], pa.list_(pa.string())))
+    write = PartitionWrite("lake", "orders", tagged, ("_shard",), (("shard_01",),))
+
+    with pytest.raises(TypeError, match="no BigQuery column type for Arrow type list<"):
+        warehouse().replace_partitions_atomically([write])
+
+    staging = [load["destination"] for load in fake_client.loads]
+    assert fake_client.queries == []  # the target table is untouched
+    assert fake_client.deleted == [(name, True) for name in staging]
+
+
+def test_staging_tables_are_deleted_when_the_script_fails(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    fake_client.fail_query = RuntimeError("Transaction is aborted due to concurrent update")
+
+    with pytest.raises(RuntimeError, match="concurrent update"):
+        warehouse().replace_partitions_atomically(WRITES)
+
+    staging = [load["destination"] for load in fake_client.loads]
+    assert fake_client.deleted == [(name, True) for name in staging]
+    assert len(fake_client.queries) == 1
+
+
+def test_staging_tables_are_deleted_when_a_load_fails(fake_client: FakeBigQueryClient) -> None:
+    fake_client.fail_load_number = 2
+
+    with pytest.raises(RuntimeError, match="load failed"):
+        warehouse().replace_partitions_atomically(WRITES)
+
+    staging = [load["destination"] for load in fake_client.loads]
+    assert len(staging) == 2
+    assert fake_client.deleted == [(name, True) for name in staging]
+    assert fake_client.queries == []  # nothing ran: the target tables are untouched
+
+
+def test_loads_are_parquet_that_round_trips(fake_client: FakeBigQueryClient) -> None:
+    warehouse().replace_partitions_atomically(WRITES)
+
+    assert [load["source_format"] for load in fake_client.loads] == [
+        bigquery.SourceFormat.PARQUET,
+        bigquery.SourceFormat.PARQUET,
+    ]
+    assert [load["write_disposition"] for load in fake_client.loads] == [
+        bigquery.WriteDisposition.WRITE_TRUNCATE,
+        bigquery.WriteDisposition.WRITE_TRUNCATE,
+    ]
+    loaded = [pq.read_table(io.BytesIO(load["data"])) for load in fake_client.loads]
+    assert loaded[0].equals(ORDERS)
+    assert loaded[1].equals(QUARANTINE)
+
+
+def test_overwrite_table_is_one_truncating_load(fake_client: FakeBigQueryClient) -> None:
+    warehouse().overwrite_table("monitoring", "anomalies", QUARANTINE)
+
+    [load] = fake_client.loads
+    assert load["destination"] == f"{PROJECT}.prod_monitoring.anomalies"
+    assert load["write_disposition"] == bigquery.WriteDisposition.WRITE_TRUNCATE
+    assert pq.read_table(io.BytesIO(load["data"])).equals(QUARANTINE)
+    assert fake_client.queries == []
+
+
+def test_query_and_execute_carry_the_cost_guard(fake_client: FakeBigQueryClient) -> None:
+    fake_client.query_rows = pa.table({"n": [3]})
+    wh = warehouse(maximum_bytes_billed=5_000_000)
+
+    assert wh.query_arrow("SELECT 3 AS n").equals(pa.table({"n": [3]}))
+    wh.execute("DROP TABLE IF EXISTS `minato-prod.prod_lake.tmp`")
+
+    assert fake_client.queries == [
+        {"sql": "SELECT 3 AS n", "maximum_bytes_billed": "5000000"},
+        {
+            "sql": "DROP TABLE IF EXISTS `minato-prod.prod_lake.tmp`",
+            "maximum_bytes_billed": "5000000",
+        },
+    ]
+
+
+def test_no_cost_guard_sends_no_maximum_bytes_billed(fake_client: FakeBigQueryClient) -> None:
+    fake_client.query_rows = pa.table({"n": [1]})
+
+    warehouse().query_arrow("SELECT 1 AS n")
+
+    assert fake_client.queries == [{"sql": "SELECT 1 AS n", "maximum_bytes_billed": None}]
+
+
+def test_qualified_names_use_project_and_prefix() -> None:
+    assert warehouse().qualified("lake", "orders") == "`minato-prod.prod_lake.orders`"
+    assert BigQueryWarehouse(project=PROJECT).qualified("fact", "fact_orders") == (
+        "`minato-prod.fact.fact_orders`"
+    )
+    assert warehouse().kind == "bigquery"
+    with pytest.raises(InvalidIdentifierError):
+        warehouse().qualified("lake", "orders`; DROP TABLE x; --")
+    with pytest.raises(InvalidIdentifierError):
+        warehouse().qualified("lake.other", "orders")
+    with pytest.raises(InvalidIdentifierError):
+        BigQueryWarehouse(project=PROJECT, dataset_prefix="prod-").qualified("lake", "orders")
+
+
+def test_constructing_the_resource_needs_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the resource and its job config must not reach Google (nothing is faked here)."""
+
+    def no_network(*args: object) -> None:
+        raise AssertionError(f"network access: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")
+    wh = warehouse(maximum_bytes_billed=123)
+
+    config = wh._job_config()
+
+    assert isinstance(config, bigquery.QueryJobConfig)
+    assert config.maximum_bytes_billed == 123
+    assert config.to_api_repr()["query"]["maximumBytesBilled"] == "123"
+    # No cost guard: the field is absent from the request, not sent as "None".
+    unguarded = warehouse()._job_config()
+    assert unguarded.maximum_bytes_billed is None
+    assert "maximumBytesBilled" not in unguarded.to_api_repr()["query"]
+
+
+# --- partition_predicate and sql_literal ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "duckdb_literal", "bigquery_literal"),
+    [
+        (None, "NULL", "NULL"),
+        (True, "TRUE", "TRUE"),
+        (False, "FALSE", "FALSE"),
+        (42, "42", "42"),
+        (-1.5, "-1.5", "-1.5"),
+        ("shard_01", "'shard_01'", "'shard_01'"),
+        ("it's", "'it''s'", "'it\\'s'"),
+        ("back\\slash", "'back\\slash'", "'back\\\\slash'"),
+        ("東京都", "'東京都'", "'東京都'"),
+        (dt.date(2026, 1, 2), "'2026-01-02'", "'2026-01-02'"),
+        (dt.datetime(2026, 1, 2, 8, 30), "'2026-01-02T08:30:00'", "'2026-01-02T08:30:00'"),
+    ],
+)
+def test_sql_literal(value: object, duckdb_literal: str, bigquery_literal: str) -> None:
+    assert sql_literal(value, dialect="duckdb") == duckdb_literal
+    assert sql_literal(value, dialect="bigquery") == bigquery_literal
+
+
+@pytest.mark.parametrize(
+    "value", ["it's", "'; DROP TABLE lake.orders; --", "a''b", "back\\slash", "東京都"]
+)
+def test_duckdb_reads_the_literal_back(value: str) -> None:
+    with duckdb.connect() as conn:
+        (read,) = conn.execute(f"SELECT {sql_literal(value, dialect='duckdb')}").fetchone()
+    assert read == value
+
+
+@pytest.mark.parametrize("value", ["it's", "'; DROP TABLE x; --", "back\\slash", "a\\'b"])
+def test_googlesql_literal_parses_back(value: str) -> None:
+    [statement] = sqlglot.parse(f"SELECT {sql_literal(value, dialect='bigquery')}", read="bigquery")
+    [literal] = list(statement.find_all(exp.Literal))
+    assert literal.this == value
+
+
+def test_partition_predicate_for_both_dialects() -> None:
+    partitions = [(dt.date(2026, 1, 2), "it's"), (dt.date(2026, 1, 3), None)]
+
+    assert partition_predicate(["_business_day", "_shard"], partitions, dialect="duckdb") == (
+        "(_business_day = '2026-01-02' AND _shard = 'it''s') "
+        "OR (_business_day = '2026-01-03' AND _shard IS NULL)"
+    )
+    assert partition_predicate(["_business_day", "_shard"], partitions, dialect="bigquery") == (
+        "(_business_day = '2026-01-02' AND _shard = 'it\\'s') "
+        "OR (_business_day = '2026-01-03' AND _shard IS NULL)"
+    )
+    assert partition_predicate(["a"], [], dialect="duckdb") == "FALSE"
+    assert partition_predicate([], [()], dialect="bigquery") == "TRUE"
+    with pytest.raises(ValueError, match="does not match columns"):
+        partition_predicate(["a", "b"], [("x",)], dialect="duckdb")
+    with pytest.raises(InvalidIdentifierError):
+        partition_predicate(["a; DROP TABLE t"], [("x",)], dialect="duckdb")
+
+
+def test_duckdb_predicate_selects_exactly_the_partitions(tmp_path) -> None:
+    wh = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    wh.overwrite_table(
+        "lake",
+        "t",
+        pa.table(
+            {
+                "_business_day": pa.array(
+                    [dt.date(2026, 1, 2), dt.date(2026, 1, 2), dt.date(2026, 1, 3)], pa.date32()
+                ),
+                "_shard": pa.array(["it's", "other", None], pa.string()),
+            }
+        ),
+    )
+    predicate = partition_predicate(
+        ["_business_day", "_shard"],
+        [(dt.date(2026, 1, 2), "it's"), (dt.date(2026, 1, 3), None)],
+        dialect="duckdb",
+    )
+
+    rows = wh.query_arrow(f"SELECT _shard FROM lake.t WHERE {predicate} ORDER BY _shard")
+
+    assert rows.column("_shard").to_pylist() == ["it's", None]
