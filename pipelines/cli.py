@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import warnings
 from pathlib import Path
 
 import click
@@ -22,6 +23,9 @@ def _demo_config(seed: int, end_date: str | None, days: int):
 def main() -> None:
     """Minato: the data platform as one Dagster asset graph."""
     apply_embedded_defaults()
+    # Terminal output is for people: Dagster's API-stability notices belong in development.
+    for category in (dg.BetaWarning, dg.PreviewWarning, dg.SupersessionWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 @main.group()

@@ -63,7 +63,9 @@ class LandingCursor:
 @dg.sensor(
     target=[search_console_pages, crm_contacts],
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    # Automation starts switched off (like the schedule): a deployment turns it on in the UI
+    # once its sources are real, instead of replaying every file already in the landing zone.
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description="Loads each SaaS export once, in arrival order, from the landing folder or "
     "bucket; a file re-uploaded later is loaded again.",
 )
@@ -108,7 +110,7 @@ def _day_partition_keys(day: str) -> set[str]:
 @dg.sensor(
     job=warehouse_daily_job,
     minimum_interval_seconds=120,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description="Starts the warehouse stage for a business day once every shard of it is in the "
     "lake; re-ingesting a partition later starts it again.",
 )

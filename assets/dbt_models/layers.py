@@ -35,16 +35,27 @@ def business_day_vars(window: dg.TimeWindow) -> dict[str, str]:
 manifest = minato_dbt_project.manifest_path
 
 
-@dbt_assets(
-    manifest=manifest,
-    select="path:models/warehouse/cleansing path:models/warehouse/cleansing_secret path:snapshots",
-    dagster_dbt_translator=translator,
-    project=minato_dbt_project,
-    name="warehouse_models",
-    pool="warehouse",
+def _rebuilt_stage(name: str, select: str) -> dg.AssetsDefinition:
+    """An unpartitioned stage: every run builds (and tests) all of its models."""
+
+    @dbt_assets(
+        manifest=manifest,
+        select=select,
+        dagster_dbt_translator=translator,
+        project=minato_dbt_project,
+        name=name,
+        pool="warehouse",
+    )
+    def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        yield from dbt.cli(["build"], context=context).stream()
+
+    return _build
+
+
+warehouse_models = _rebuilt_stage(
+    "warehouse_models",
+    "path:models/warehouse/cleansing path:models/warehouse/cleansing_secret path:snapshots",
 )
-def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    yield from dbt.cli(["build"], context=context).stream()
 
 
 @dbt_assets(
@@ -62,16 +73,6 @@ def fact_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Itera
     yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
 
 
-@dbt_assets(
-    manifest=manifest,
-    select="path:models/marts",
-    dagster_dbt_translator=translator,
-    project=minato_dbt_project,
-    name="mart_models",
-    pool="warehouse",
-)
-def mart_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    yield from dbt.cli(["build"], context=context).stream()
-
+mart_models = _rebuilt_stage("mart_models", "path:models/marts")
 
 dbt_model_assets = [warehouse_models, fact_models, mart_models]
