@@ -65,6 +65,7 @@ class AnomalyDetectionConfig(dg.Config):
     key=ANOMALIES_KEY,
     group_name="monitoring",
     deps=[MART_KEY],
+    pool="warehouse",
     description="Anomaly scores of the latest days of every metric in metrics.yaml: BigQuery ML "
     "ARIMA_PLUS in production, a robust weekly-seasonal forecast on DuckDB.",
 )

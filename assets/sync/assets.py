@@ -119,6 +119,8 @@ def build_sync_asset(spec: SyncSpec) -> dg.AssetsDefinition:
         key=spec.asset_key,
         group_name="sync",
         deps=[spec.source_key],
+        # Writes its state table into the warehouse (one DuckDB writer at a time locally).
+        pool="warehouse",
         description=spec.description or f"Reverse ETL of {spec.source_key.to_user_string()}.",
         required_resource_keys={"warehouse", spec.destination, "notifier"},
         metadata={"destination_table": spec.destination_table, "mode": spec.mode},
