@@ -136,8 +136,6 @@ def exploding_asset() -> None:
 def test_run_failure_alert_names_job_run_and_partition(
     slack: FakeSlack, instance: dg.DagsterInstance, caplog
 ) -> None:
-    if not hasattr(dg, "build_run_status_sensor_context"):
-        pytest.skip("this Dagster has no build_run_status_sensor_context")
     result = dg.materialize(
         [exploding_asset], partition_key="2026-01-02", instance=instance, raise_on_error=False
     )
@@ -169,8 +167,6 @@ def test_run_failure_alert_names_job_run_and_partition(
 def test_run_failure_alert_without_slack_logs_the_message(
     slack: FakeSlack, instance: dg.DagsterInstance, caplog
 ) -> None:
-    if not hasattr(dg, "build_run_status_sensor_context"):
-        pytest.skip("this Dagster has no build_run_status_sensor_context")
     result = dg.materialize(
         [exploding_asset], partition_key="2026-01-03", instance=instance, raise_on_error=False
     )
