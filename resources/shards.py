@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import decimal
 import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -32,6 +30,8 @@ import yaml
 from pydantic import Field
 
 from resources.identifiers import validate_identifier
+from resources.shard_catalog import PhysicalTable, discover
+from resources.shard_reader import read_windows
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -90,82 +90,31 @@ def load_shard_specs(path: str | Path) -> list[ShardSpec]:
     return specs
 
 
-@dataclass(frozen=True)
-class PhysicalTable:
-    """One client's table on a shard, e.g. `orders_101` of logical table `orders`."""
-
-    logical: str
-    client_id: str
-    name: str
-
-
-def _as_text(value: Any) -> str | None:
-    """Lake values are the source's text: types are decided, reviewed, in `cleansing`."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, decimal.Decimal | int | float | dt.date | str):
-        return str(value)
-    return str(value)
-
-
 class ShardConnection:
-    """An open connection to one shard, reused for discovery and every table read."""
+    """An open connection to one shard: its catalog, and batched reads of its client tables."""
 
     def __init__(self, spec: ShardSpec, conn: sa.Connection) -> None:
         self.spec = spec
         self._conn = conn
 
     def discover(self, logical_tables: Sequence[str]) -> list[PhysicalTable]:
-        """All client tables of the given logical tables, from the catalog in one query."""
-        for name in logical_tables:
-            validate_identifier(name, what="logical table")
-        pattern = re.compile(rf"^({'|'.join(map(re.escape, logical_tables))})_(\d+)$")
-        if self._conn.dialect.name == "sqlite":
-            query = "SELECT name FROM sqlite_master WHERE type = 'table'"
-        else:
-            query = (
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'"
-            )
-        found = []
-        for (name,) in self._conn.exec_driver_sql(query):
-            match = pattern.fullmatch(name)
-            if match:
-                found.append(PhysicalTable(match.group(1), match.group(2), name))
-        return sorted(found, key=lambda t: (t.logical, int(t.client_id)))
+        return discover(self._conn, logical_tables)
 
-    def read_window(
-        self, table: PhysicalTable, column: str, start: dt.datetime, end: dt.datetime
-    ) -> pa.Table:
-        """Rows whose `column` lies in [start, end) as text columns.
+    def read_windows(
+        self,
+        tables: Sequence[PhysicalTable],
+        change_column: str,
+        start: dt.datetime,
+        end: dt.datetime,
+    ) -> Iterator[pa.Table]:
+        """Rows of `tables` whose `change_column` lies in [start, end), as text, in batches.
 
         `start`/`end` are aware instants; the shard stores naive wall-clock values in its own
         timezone, so the bounds are converted to that zone before they reach the query.
         """
-        validate_identifier(table.name, what="table")
-        validate_identifier(column, what="column")
-        zone = ZoneInfo(self.spec.timezone)
-        low = start.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-        high = end.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-        quote = self._conn.dialect.identifier_preparer.quote
-        result = self._conn.execute(
-            sa.text(
-                f"SELECT * FROM {quote(table.name)} "
-                f"WHERE {quote(column)} >= :low AND {quote(column)} < :high"
-            ),
-            {"low": low, "high": high},
-        )
-        names = list(result.keys())
-        rows = result.fetchall()
-        columns = {
-            name: pa.array([_as_text(row[i]) for row in rows], type=pa.string())
-            for i, name in enumerate(names)
-        }
-        return pa.table(columns)
+        # The configured URL, not the connection's (SQLite is opened through a read-only URI).
+        url = sa.make_url(self.spec.url())
+        return read_windows(url, self.spec.timezone, tables, change_column, start, end)
 
 
 class ShardSource(dg.ConfigurableResource):

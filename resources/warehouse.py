@@ -147,6 +147,18 @@ class DuckDBWarehouse(Warehouse):
     def kind(self) -> str:
         return "duckdb"
 
+    @property
+    def catalog(self) -> str:
+        # DuckDB names the attached file's catalog after its stem; a file called `lake.duckdb`
+        # would otherwise make `lake.orders` ambiguous (catalog or schema?).
+        return Path(self.path).stem.replace('"', '""')
+
+    def qualified(self, schema: str, table: str) -> str:
+        return f'"{self.catalog}".{super().qualified(schema, table)}'
+
+    def _schema(self, schema: str) -> str:
+        return f'"{self.catalog}".{validate_identifier(schema, what="schema")}'
+
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:
         """A short-lived connection; DuckDB allows one writing process, so none is kept open."""
@@ -191,9 +203,9 @@ class DuckDBWarehouse(Warehouse):
                     source = f"_incoming_{n}"
                     conn.register(source, write.data)
                     target = self.qualified(write.schema, write.table)
-                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {write.schema}")
+                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema(write.schema)}")
                     if _duckdb_table_exists(conn, write.schema, write.table):
-                        _duckdb_add_missing_columns(conn, write.schema, write.table, source)
+                        _duckdb_add_missing_columns(conn, target, write.schema, write.table, source)
                         predicate = partition_predicate(
                             write.partition_columns, write.partitions, dialect=self.kind
                         )
@@ -210,25 +222,28 @@ class DuckDBWarehouse(Warehouse):
         target = self.qualified(schema, table)
         with self.connect() as conn:
             conn.register("_incoming", data)
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema(schema)}")
             conn.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _incoming")
 
 
 def _duckdb_table_exists(conn: Any, schema: str, table: str) -> bool:
     row = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?",
         [schema, table],
     ).fetchall()
     return bool(row[0][0])
 
 
-def _duckdb_add_missing_columns(conn: Any, schema: str, table: str, source: str) -> None:
+def _duckdb_add_missing_columns(
+    conn: Any, target: str, schema: str, table: str, source: str
+) -> None:
     """Schema drift: a column that appears in newer data is added, older rows read NULL."""
     existing = {
         name
         for (name,) in conn.execute(
             "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ?",
+            "WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?",
             [schema, table],
         ).fetchall()
     }
@@ -237,7 +252,7 @@ def _duckdb_add_missing_columns(conn: Any, schema: str, table: str, source: str)
     for name in incoming_types:
         if name not in existing:
             conn.execute(
-                f"ALTER TABLE {schema}.{table} ADD COLUMN "
+                f"ALTER TABLE {target} ADD COLUMN "
                 f"{validate_identifier(name)} {incoming_types[name]}"
             )
 

@@ -111,6 +111,6 @@ def test_mariadb_shards_load_like_sqlite_shards(mariadb_shards, tmp_path, instan
             "SELECT _shard, column_name, reason FROM lake.quarantine ORDER BY _shard"
         ).fetchall()
     assert reasons == [
-        ("shard_01", "ordered_at", "unparseable datetime: '0000-00-00 00:00:00.000000'"),
-        ("shard_02", "ordered_at", "unparseable datetime: '0000-00-00 00:00:00.000000'"),
+        ("shard_01", "ordered_at", "unparseable datetime: '0000-00-00 00:00:00'"),
+        ("shard_02", "ordered_at", "unparseable datetime: '0000-00-00 00:00:00'"),
     ]

@@ -9,6 +9,7 @@ replaces exactly those partitions of `lake.<table>` and `lake.quarantine` in one
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -27,6 +28,8 @@ from assets.partitions import (
     SHARD_DIMENSION,
     day_shard_partitions,
 )
+from resources.shard_catalog import SchemaDriftError, check_drift
+from resources.shard_reader import ShardReadError
 from resources.shards import ShardConfigError, ShardSource
 from resources.warehouse import PartitionWrite, Warehouse
 
@@ -56,21 +59,13 @@ def partitions_by_shard(keys: Sequence[str]) -> dict[str, list[dt.date]]:
 
 
 def _with_origin(
-    data: pa.Table,
-    *,
-    day: dt.date,
-    shard: str,
-    timezone: str,
-    source_table: str,
-    client_id: str,
-    loaded_at: dt.datetime,
+    data: pa.Table, *, day: dt.date, shard: str, timezone: str, loaded_at: dt.datetime
 ) -> pa.Table:
+    """Add the partition's origin columns (the reader already added client and table)."""
     n = data.num_rows
     return (
         data.append_column("_business_day", pa.array([day] * n, pa.date32()))
         .append_column("_shard", pa.array([shard] * n, pa.string()))
-        .append_column("_client_id", pa.array([client_id] * n, pa.string()))
-        .append_column("_source_table", pa.array([source_table] * n, pa.string()))
         # The zone the shard wrote its datetimes in: cleansing converts with it.
         .append_column("_source_tz", pa.array([timezone] * n, pa.string()))
         .append_column("_loaded_at", pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC")))
@@ -91,10 +86,10 @@ ORIGIN_SCHEMA = pa.schema(
 
 def extract_partitions(
     table: LakeTable, shards: ShardSource, keys: Sequence[str], loaded_at: dt.datetime
-) -> tuple[pa.Table, dict[str, int]]:
+) -> tuple[pa.Table, dict[str, Any]]:
     """Read every client table for the given (day, shard) partitions; nothing is written."""
     pieces: list[pa.Table] = []
-    stats = {"source_rows": 0, "tables_read": 0}
+    stats: dict[str, Any] = {"source_rows": 0, "tables_read": 0, "drift": {}}
     for shard, days in sorted(partitions_by_shard(keys).items()):
         try:
             with shards.connect(shard) as conn:
@@ -105,11 +100,10 @@ def extract_partitions(
                         "is the shard URL right?",
                         allow_retries=False,
                     )
+                stats["drift"][shard] = check_drift(shard, physical)
                 for day in sorted(days):
                     start, end = business_day_bounds(day)
-                    for source in physical:
-                        rows = conn.read_window(source, table.change_column, start, end)
-                        stats["tables_read"] += 1
+                    for rows in conn.read_windows(physical, table.change_column, start, end):
                         stats["source_rows"] += rows.num_rows
                         pieces.append(
                             _with_origin(
@@ -117,12 +111,11 @@ def extract_partitions(
                                 day=day,
                                 shard=shard,
                                 timezone=conn.spec.timezone,
-                                source_table=source.name,
-                                client_id=source.client_id,
                                 loaded_at=loaded_at,
                             )
                         )
-        except ShardConfigError as exc:
+                    stats["tables_read"] += len(physical)
+        except (ShardConfigError, SchemaDriftError) as exc:
             raise dg.Failure(str(exc), allow_retries=False) from exc
         except sa.exc.OperationalError as exc:
             if "unable to open database file" in str(exc):
@@ -130,6 +123,8 @@ def extract_partitions(
                     f"shard {shard}: cannot open the database ({exc.orig})", allow_retries=False
                 ) from exc
             raise  # transient: the retry policy tries again
+        except ShardReadError as exc:
+            raise ShardReadError(f"shard {shard}: {exc}") from exc  # retried by the policy
     if not pieces:
         # Still a write: re-running a partition whose rows are gone must empty it.
         return ORIGIN_SCHEMA.empty_table(), stats
@@ -196,6 +191,7 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
                 "source_rows": stats["source_rows"],
                 "loaded_rows": loaded_rows,
                 "quarantined_rows": quarantined_rows,
+                "schema_drift": dg.MetadataValue.json(stats["drift"]),
                 "dagster/row_count": loaded_rows,
             }
         )

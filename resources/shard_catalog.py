@@ -1,0 +1,117 @@
+"""What is on a shard: client tables and their columns, from the catalog in one query.
+
+A shard of the seed platform holds ~120,000 client tables; reflecting them one by one costs
+minutes, reading the catalog once costs well under a second. Physical tables are mapped to
+logical lake tables by name: `<logical>_<client_id>`.
+"""
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from resources.identifiers import validate_identifier
+
+
+class SchemaDriftError(ValueError):
+    """Client tables of one logical table disagree in a way no union can reconcile."""
+
+
+@dataclass(frozen=True)
+class PhysicalTable:
+    """One client's table on a shard, e.g. `orders_101` of logical table `orders`."""
+
+    logical: str
+    client_id: str
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (column, declared type), in table order
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+
+_MYSQL_CATALOG = (
+    "SELECT table_name, column_name, data_type FROM information_schema.columns "
+    "WHERE table_schema = DATABASE() ORDER BY table_name, ordinal_position"
+)
+_SQLITE_CATALOG = (
+    "SELECT m.name, p.name, p.type FROM sqlite_master AS m "
+    "JOIN pragma_table_info(m.name) AS p WHERE m.type = 'table' ORDER BY m.name, p.cid"
+)
+
+
+def discover(conn: sa.Connection, logical_tables: Sequence[str]) -> list[PhysicalTable]:
+    """Every client table of the given logical tables with its columns: one catalog query."""
+    for name in logical_tables:
+        validate_identifier(name, what="logical table")
+    pattern = re.compile(rf"^({'|'.join(map(re.escape, logical_tables))})_(\d+)$")
+    query = _SQLITE_CATALOG if conn.dialect.name == "sqlite" else _MYSQL_CATALOG
+    columns: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for table, column, data_type in conn.exec_driver_sql(query):
+        if pattern.fullmatch(table):
+            columns[table].append((column, (data_type or "").lower()))
+    found = []
+    for table, table_columns in columns.items():
+        match = pattern.fullmatch(table)
+        assert match is not None
+        found.append(PhysicalTable(match.group(1), match.group(2), table, tuple(table_columns)))
+    return sorted(found, key=lambda t: (t.logical, int(t.client_id)))
+
+
+# Type families that a text lake can union without losing meaning. Within a family a type may
+# widen between clients (INT -> BIGINT, VARCHAR(50) -> TEXT); across families it may not.
+_FAMILIES = {
+    "integer": ("int", "integer", "bigint", "smallint", "tinyint", "mediumint", "bit"),
+    "number": ("decimal", "numeric", "float", "double", "real"),
+    "text": ("char", "varchar", "text", "tinytext", "mediumtext", "longtext", "enum", "set", ""),
+    "temporal": ("datetime", "timestamp", "date", "time", "year"),
+    "binary": ("binary", "varbinary", "blob", "tinyblob", "mediumblob", "longblob"),
+}
+_COMPATIBLE = {frozenset({"integer", "number"}), frozenset({"text", "temporal"})}
+
+
+def type_family(declared: str) -> str:
+    base = declared.split("(")[0].strip()
+    for family, names in _FAMILIES.items():
+        if base in names:
+            return family
+    return base  # unknown types only reconcile with themselves
+
+
+def check_drift(shard: str, tables: Iterable[PhysicalTable]) -> dict[str, object]:
+    """Describe column drift across client tables; raise if two types cannot be unioned.
+
+    Columns missing from some tables are fine (their rows read NULL). SQLite's text dates and
+    MySQL's DATETIMEs both arrive as text, so text and temporal reconcile too.
+    """
+    first_seen: dict[str, tuple[str, str]] = {}  # column -> (table, declared type)
+    present: dict[str, int] = defaultdict(int)
+    widened: set[str] = set()
+    count = 0
+    for table in tables:
+        count += 1
+        for column, declared in table.columns:
+            present[column] += 1
+            if column not in first_seen:
+                first_seen[column] = (table.name, declared)
+                continue
+            other_table, other_type = first_seen[column]
+            if declared == other_type:
+                continue
+            families = frozenset({type_family(declared), type_family(other_type)})
+            if len(families) > 1 and families not in _COMPATIBLE:
+                raise SchemaDriftError(
+                    f"shard {shard}: column {column!r} is {other_type} in {other_table} but "
+                    f"{declared} in {table.name}; these types cannot be unioned"
+                )
+            widened.add(column)
+    return {
+        "tables": count,
+        "columns_missing_in_some_tables": {
+            column: count - n for column, n in sorted(present.items()) if n < count
+        },
+        "columns_with_widened_types": sorted(widened),
+    }

@@ -1,0 +1,228 @@
+"""Extraction at scale: one catalog query per shard, batched UNION ALL reads, schema drift."""
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import pymysql
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from assets.ingestion.shard_tables import business_day_bounds, shard_table_assets
+from resources.shard_catalog import PhysicalTable, SchemaDriftError, check_drift, discover
+from resources.shard_reader import batches, union_query
+from resources.shards import ShardSource
+from resources.warehouse import DuckDBWarehouse
+from tests.servers import require_server
+
+ORDERS = shard_table_assets[0]
+assert ORDERS.key == dg.AssetKey(["lake", "orders"])
+
+
+def _table(name: str, *columns: tuple[str, str]) -> PhysicalTable:
+    logical, client = name.rsplit("_", 1)
+    return PhysicalTable(logical, client, name, tuple(columns))
+
+
+def test_drift_reports_missing_and_widened_columns() -> None:
+    old = _table("orders_1", ("order_id", "int"), ("note", "varchar"))
+    new = _table("orders_2", ("order_id", "bigint"), ("note", "text"), ("coupon", "varchar"))
+    drift = check_drift("shard_01", [old, new])
+    assert drift == {
+        "tables": 2,
+        "columns_missing_in_some_tables": {"coupon": 1},
+        "columns_with_widened_types": ["note", "order_id"],
+    }
+
+
+def test_irreconcilable_types_name_shard_tables_column_and_types() -> None:
+    tables = [
+        _table("orders_1", ("ordered_at", "datetime")),
+        _table("orders_7", ("ordered_at", "int")),
+    ]
+    with pytest.raises(SchemaDriftError) as error:
+        check_drift("shard_02", tables)
+    assert str(error.value) == (
+        "shard shard_02: column 'ordered_at' is datetime in orders_1 but int in orders_7; "
+        "these types cannot be unioned"
+    )
+
+
+def test_union_query_text() -> None:
+    tables = [
+        _table("orders_1", ("order_id", "bigint"), ("updated_at", "datetime")),
+        _table("orders_2", ("order_id", "bigint"), ("updated_at", "datetime")),
+    ]
+    sql = union_query(tables, "updated_at", "2026-01-01 00:00:00", "2026-01-02 00:00:00", "mysql")
+    assert sql == (
+        "SELECT '1' AS _client_id, 'orders_1' AS _source_table, "
+        "CAST(`order_id` AS CHAR) AS `order_id`, CAST(`updated_at` AS CHAR) AS `updated_at` "
+        "FROM `orders_1` WHERE `updated_at` >= '2026-01-01 00:00:00' "
+        "AND `updated_at` < '2026-01-02 00:00:00'\n"
+        "UNION ALL\n"
+        "SELECT '2' AS _client_id, 'orders_2' AS _source_table, "
+        "CAST(`order_id` AS CHAR) AS `order_id`, CAST(`updated_at` AS CHAR) AS `updated_at` "
+        "FROM `orders_2` WHERE `updated_at` >= '2026-01-01 00:00:00' "
+        "AND `updated_at` < '2026-01-02 00:00:00'"
+    )
+
+
+def test_batches_group_same_layouts_and_bound_their_size() -> None:
+    narrow = [_table(f"orders_{i}", ("a", "int")) for i in range(5)]
+    wide = [_table(f"orders_{i}", ("a", "int"), ("b", "int")) for i in range(5, 8)]
+    grouped = batches([*narrow, *wide], size=2)
+    assert [[t.name for t in b] for b in grouped] == [
+        ["orders_0", "orders_1"],
+        ["orders_2", "orders_3"],
+        ["orders_4"],
+        ["orders_5", "orders_6"],
+        ["orders_7"],
+    ]
+
+
+# --- against the real MariaDB: a few hundred client tables on two shards, with drift -----------
+
+HOST, PORT = "127.0.0.1", 3306
+DAY = dt.date(2026, 1, 5)
+CLIENTS_PER_SHARD = 150
+
+
+@pytest.fixture
+def drifting_shards(tmp_path):
+    require_server(HOST, PORT, "MariaDB")
+    admin = pymysql.connect(host=HOST, port=PORT, user="root", password="", autocommit=True)
+    databases = {"shard_01": "minato_it_scale_01", "shard_02": "minato_it_scale_02"}
+    zones = {"shard_01": "Asia/Tokyo", "shard_02": "UTC"}
+    try:
+        with admin.cursor() as cursor:
+            for shard, database in databases.items():
+                cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+                cursor.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+                # 11:00 JST on DAY, written in the shard's own zone.
+                stamp = (
+                    "2026-01-05 11:00:00" if zones[shard] == "Asia/Tokyo" else "2026-01-05 02:00:00"
+                )
+                for n in range(CLIENTS_PER_SHARD):
+                    client = (1 if shard == "shard_01" else 2) * 1000 + n
+                    newer = n % 3 == 0  # newer clients have a coupon column and a wider key
+                    cursor.execute(
+                        f"CREATE TABLE {database}.orders_{client} ("
+                        f"order_id {'BIGINT' if newer else 'INT'}, status VARCHAR(20), "
+                        f"note TEXT, {'coupon VARCHAR(20), ' if newer else ''}"
+                        "ordered_at DATETIME, updated_at DATETIME)"
+                    )
+                    coupon = ", 'WINTER'" if newer else ""
+                    cursor.execute(
+                        f"INSERT INTO {database}.orders_{client} VALUES "
+                        + ", ".join(
+                            f"({row}, 'shipped', {'NULL' if row % 2 else repr('置き配')}{coupon}, "
+                            f"'{stamp}', '{stamp}')"
+                            for row in range(1, 4)
+                        )
+                    )
+        shards_file = tmp_path / "shards.yaml"
+        shards_file.write_text(
+            yaml.safe_dump(
+                {
+                    "shards": [
+                        {
+                            "name": s,
+                            "url": f"mysql+pymysql://root@{HOST}:{PORT}/{db}",
+                            "timezone": zones[s],
+                        }
+                        for s, db in databases.items()
+                    ]
+                }
+            )
+        )
+        yield shards_file, databases, admin
+    finally:
+        with admin.cursor() as cursor:
+            for database in databases.values():
+                cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        admin.close()
+
+
+def _materialize(shards_file, duckdb_path, instance, shard: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [ORDERS],
+        partition_key=f"{DAY}|{shard}",
+        resources={
+            "shards": ShardSource(shards_file=str(shards_file)),
+            "warehouse": DuckDBWarehouse(path=str(duckdb_path)),
+        },
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+@pytest.mark.mariadb
+def test_hundreds_of_drifting_tables_on_two_shards(drifting_shards, tmp_path, instance) -> None:
+    shards_file, databases, _ = drifting_shards
+    source = ShardSource(shards_file=str(shards_file))
+    with source.connect("shard_01") as conn:
+        found = conn.discover(["orders"])
+        start, end = business_day_bounds(DAY)
+        pieces = list(conn.read_windows(found, "updated_at", start, end))
+    assert len(found) == CLIENTS_PER_SHARD
+    assert len(pieces) > 1  # two layouts, so at least two round trips, not one per table
+    assert sum(p.num_rows for p in pieces) == CLIENTS_PER_SHARD * 3
+
+    lake = tmp_path / "warehouse.duckdb"
+    for shard in databases:
+        result = _materialize(shards_file, lake, instance, shard)
+        assert result.success
+        (event,) = result.get_asset_materialization_events()
+        metadata = event.materialization.metadata
+        assert metadata["tables_read"].value == CLIENTS_PER_SHARD
+        assert metadata["source_rows"].value == CLIENTS_PER_SHARD * 3
+        drift = metadata["schema_drift"].value[shard]
+        assert drift["columns_missing_in_some_tables"] == {"coupon": CLIENTS_PER_SHARD * 2 // 3}
+        assert drift["columns_with_widened_types"] == ["order_id"]
+
+    with duckdb.connect(str(lake), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT _shard, count(*), count(coupon), count(note), min(updated_at) "
+            "FROM lake.orders GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    per_shard = CLIENTS_PER_SHARD * 3
+    assert rows == [
+        ("shard_01", per_shard, per_shard // 3, CLIENTS_PER_SHARD, "2026-01-05 11:00:00"),
+        ("shard_02", per_shard, per_shard // 3, CLIENTS_PER_SHARD, "2026-01-05 02:00:00"),
+    ]
+
+
+@pytest.mark.mariadb
+def test_irreconcilable_drift_fails_the_partition(drifting_shards, tmp_path, instance) -> None:
+    shards_file, databases, admin = drifting_shards
+    with admin.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {databases['shard_02']}.orders_2999 (order_id INT, status VARCHAR(20), "
+            "note TEXT, ordered_at INT, updated_at DATETIME)"
+        )
+    result = _materialize(shards_file, tmp_path / "warehouse.duckdb", instance, "shard_02")
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = failure.step_failure_data.user_failure_data.description
+    assert message == (
+        "shard shard_02: column 'ordered_at' is datetime in orders_2000 but int in orders_2999; "
+        "these types cannot be unioned"
+    )
+
+
+def test_sqlite_catalog_is_one_query(tmp_path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/s.sqlite")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE orders_1 (order_id INTEGER, updated_at TEXT)")
+        conn.exec_driver_sql("CREATE TABLE orders_2 (order_id INTEGER, updated_at TEXT, x REAL)")
+        conn.exec_driver_sql("CREATE TABLE unrelated (a)")
+    statements = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with engine.connect() as conn:
+        found = discover(conn, ["orders"])
+    assert [(t.name, t.column_names) for t in found] == [
+        ("orders_1", ("order_id", "updated_at")),
+        ("orders_2", ("order_id", "updated_at", "x")),
+    ]
+    assert len(statements) == 1
