@@ -12,8 +12,9 @@ import datetime as dt
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -55,15 +56,23 @@ def wall_clock_bounds(timezone: str, start: dt.datetime, end: dt.datetime) -> tu
     )
 
 
+def _dialect_names(dialect: str) -> tuple[Callable[[str], str], str]:
+    if dialect == "sqlite":
+        return (lambda name: f'"{name}"'), "TEXT"
+    return (lambda name: f"`{name}`"), "CHAR"
+
+
+def _window(quote_name: Callable[[str], str], change_column: str, low: str, high: str) -> str:
+    column = quote_name(validate_identifier(change_column, what="column"))
+    return f"{column} >= '{low}' AND {column} < '{high}'"
+
+
 def union_query(
     tables: Sequence[PhysicalTable], change_column: str, low: str, high: str, dialect: str
 ) -> str:
     """One SELECT over same-layout tables: origin columns, then every column as text."""
-    validate_identifier(change_column, what="column")
-    if dialect == "sqlite":
-        quote_name, text_type = (lambda n: f'"{n}"'), "TEXT"
-    else:
-        quote_name, text_type = (lambda n: f"`{n}`"), "CHAR"
+    quote_name, text_type = _dialect_names(dialect)
+    window = _window(quote_name, change_column, low, high)
     parts = []
     for table in tables:
         validate_identifier(table.name, what="table")
@@ -73,10 +82,25 @@ def union_query(
         )
         parts.append(
             f"SELECT '{int(table.client_id)}' AS _client_id, '{table.name}' AS _source_table, "
-            f"{casts} FROM {quote_name(table.name)} WHERE {quote_name(change_column)} >= '{low}' "
-            f"AND {quote_name(change_column)} < '{high}'"
+            f"{casts} FROM {quote_name(table.name)} WHERE {window}"
         )
     return "\nUNION ALL\n".join(parts)
+
+
+def count_query(
+    tables: Sequence[PhysicalTable], change_column: str, low: str, high: str, dialect: str
+) -> str:
+    """The source's own count of the same rows: what reconciliation compares the load with."""
+    quote_name, _ = _dialect_names(dialect)
+    window = _window(quote_name, change_column, low, high)
+    counts = "\nUNION ALL\n".join(
+        f"SELECT COUNT(*) AS n FROM {quote_name(validate_identifier(t.name, what='table'))} "
+        f"WHERE {window}"
+        for t in tables
+    )
+    return (
+        f"SELECT CAST(SUM(n) AS {_dialect_names(dialect)[1]}) AS source_rows FROM ({counts}) AS c"
+    )
 
 
 def batches(tables: Sequence[PhysicalTable], size: int) -> list[list[PhysicalTable]]:
@@ -94,6 +118,7 @@ def _fetch_mysql(source: str, query: str) -> pa.Table:
 
 
 def _fetch_sqlite(path: str, query: str) -> pa.Table:
+    """Every column as text, like the MySQL path."""
     # connectorx cannot type an expression column whose first value is NULL in SQLite, so the
     # embedded default reads through the standard library; SQLite shards are demo-sized.
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
@@ -101,7 +126,10 @@ def _fetch_sqlite(path: str, query: str) -> pa.Table:
         names = [d[0] for d in cursor.description]
         rows = cursor.fetchall()
     return pa.table(
-        {name: pa.array([row[i] for row in rows], pa.string()) for i, name in enumerate(names)}
+        {
+            name: pa.array([None if r[i] is None else str(r[i]) for r in rows], pa.string())
+            for i, name in enumerate(names)
+        }
     )
 
 
@@ -122,16 +150,28 @@ def _drop_zero_fractions(data: pa.Table, columns: Sequence[str]) -> pa.Table:
     return data
 
 
-def _read_batch(url: sa.URL, query: str, tables: Sequence[PhysicalTable]) -> pa.Table:
+@dataclass(frozen=True)
+class Batch:
+    data: pa.Table
+    source_rows: int  # counted by the source itself, independently of the rows received
+
+
+def _fetch(url: sa.URL, query: str) -> pa.Table:
+    if url.get_backend_name() == "sqlite":
+        return _fetch_sqlite(str(url.database), query)
+    data = _fetch_mysql(connectorx_url(url), query)
+    # Text columns only: a batch whose rows are all NULL in some column must still be text,
+    # not Arrow's null type.
+    return data.cast(pa.schema([(name, pa.string()) for name in data.column_names]))
+
+
+def _read_batch(url: sa.URL, queries: tuple[str, str], tables: Sequence[PhysicalTable]) -> Batch:
+    rows_query, count = queries
     for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
         try:
-            if url.get_backend_name() == "sqlite":
-                return _fetch_sqlite(str(url.database), query)
-            data = _fetch_mysql(connectorx_url(url), query)
-            # Text columns only: a batch whose rows are all NULL in some column must still be
-            # text, not Arrow's null type.
-            data = data.cast(pa.schema([(name, pa.string()) for name in data.column_names]))
-            return _drop_zero_fractions(data, _temporal_columns(tables[0]))
+            data = _drop_zero_fractions(_fetch(url, rows_query), _temporal_columns(tables[0]))
+            counted = _fetch(url, count)["source_rows"][0].as_py()
+            return Batch(data, int(counted or 0))
         except Exception as exc:  # connectorx raises RuntimeError/PanicException alike
             if delay is None:
                 names = ", ".join(t.name for t in tables[:5])
@@ -153,12 +193,18 @@ def read_windows(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     connections: int = 2,
-) -> Iterator[pa.Table]:
+) -> Iterator[Batch]:
     """Rows of every table whose `change_column` lies in [start, end), batch by batch."""
     low, high = wall_clock_bounds(timezone, start, end)
     dialect = "sqlite" if url.get_backend_name() == "sqlite" else "mysql"
     jobs = [
-        (union_query(batch, change_column, low, high, dialect), batch)
+        (
+            (
+                union_query(batch, change_column, low, high, dialect),
+                count_query(batch, change_column, low, high, dialect),
+            ),
+            batch,
+        )
         for batch in batches(tables, batch_size)
     ]
     # More than 2 connections does not help on 2 cores: client and server share them.

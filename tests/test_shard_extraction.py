@@ -167,7 +167,8 @@ def test_hundreds_of_drifting_tables_on_two_shards(drifting_shards, tmp_path, in
         pieces = list(conn.read_windows(found, "updated_at", start, end))
     assert len(found) == CLIENTS_PER_SHARD
     assert len(pieces) > 1  # two layouts, so at least two round trips, not one per table
-    assert sum(p.num_rows for p in pieces) == CLIENTS_PER_SHARD * 3
+    assert sum(p.data.num_rows for p in pieces) == CLIENTS_PER_SHARD * 3
+    assert sum(p.source_rows for p in pieces) == CLIENTS_PER_SHARD * 3
 
     lake = tmp_path / "warehouse.duckdb"
     for shard in databases:
@@ -226,3 +227,75 @@ def test_sqlite_catalog_is_one_query(tmp_path) -> None:
         ("orders_2", ("order_id", "updated_at", "x")),
     ]
     assert len(statements) == 1
+
+
+# --- reconciliation: the source's own count against loaded + quarantined ----------------------
+
+
+def _lake_run(instance, day: dt.date) -> dg.ExecuteInProcessResult:
+    from pipelines.definitions import defs
+
+    return defs.resolve_job_def("ingest_shards").execute_in_process(
+        instance=instance, partition_key=f"{day}|shard_01", raise_on_error=False
+    )
+
+
+def test_reconciliation_is_recorded_and_checked(seeded_demo, minato_env, instance) -> None:
+    result = _lake_run(instance, seeded_demo.last_day)
+    assert result.success
+    checks = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
+    assert {(c.asset_key.to_user_string(), c.passed) for c in checks} == {
+        ("lake/orders", True),
+        ("lake/order_items", True),
+        ("lake/products", True),
+    }
+    with duckdb.connect(str(minato_env.duckdb_path), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT logical_table, shard, source_rows, loaded_rows + quarantined_rows, reconciled "
+            "FROM monitoring.ingestion_reconciliation ORDER BY logical_table"
+        ).fetchall()
+        loaded = conn.execute(
+            "SELECT count(*) FROM lake.orders WHERE _shard = 'shard_01'"
+        ).fetchall()[0][0]
+    assert [r[0] for r in rows] == ["order_items", "orders", "products"]
+    assert all(r[1] == "shard_01" and r[2] == r[3] and r[4] for r in rows)
+    assert rows[1][2] >= loaded > 0
+
+
+def test_rows_lost_in_transit_fail_the_blocking_check(
+    seeded_demo, minato_env, instance, monkeypatch
+) -> None:
+    import resources.shard_reader as reader
+
+    real_fetch = reader._fetch
+
+    def lossy_fetch(url, query):
+        data = real_fetch(url, query)
+        # A driver that silently drops the last row of every data batch.
+        if "_client_id" in query and data.num_rows:
+            return data.slice(0, data.num_rows - 1)
+        return data
+
+    monkeypatch.setattr(reader, "_fetch", lossy_fetch)
+    result = _lake_run(instance, seeded_demo.last_day)
+
+    failed = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        and not e.asset_check_evaluation_data.passed
+    ]
+    # Products did not change that day: nothing to lose, nothing to flag.
+    assert {c.asset_key.to_user_string() for c in failed} == {"lake/orders", "lake/order_items"}
+    assert all(c.severity == dg.AssetCheckSeverity.ERROR for c in failed)
+    with duckdb.connect(str(minato_env.duckdb_path), read_only=True) as conn:
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM monitoring.ingestion_reconciliation WHERE NOT reconciled"
+            ).fetchall()[0][0]
+            == 2
+        )

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from assets.ingestion.lake_tables import SHARD_LAKE_TABLES, LakeTable
@@ -89,7 +90,11 @@ def extract_partitions(
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Read every client table for the given (day, shard) partitions; nothing is written."""
     pieces: list[pa.Table] = []
-    stats: dict[str, Any] = {"source_rows": 0, "tables_read": 0, "drift": {}}
+    stats: dict[str, Any] = {
+        "source_counts": defaultdict(int),  # (day, shard) -> rows counted by the source
+        "tables_read": 0,
+        "drift": {},
+    }
     for shard, days in sorted(partitions_by_shard(keys).items()):
         try:
             with shards.connect(shard) as conn:
@@ -103,11 +108,11 @@ def extract_partitions(
                 stats["drift"][shard] = check_drift(shard, physical)
                 for day in sorted(days):
                     start, end = business_day_bounds(day)
-                    for rows in conn.read_windows(physical, table.change_column, start, end):
-                        stats["source_rows"] += rows.num_rows
+                    for batch in conn.read_windows(physical, table.change_column, start, end):
+                        stats["source_counts"][(day, shard)] += batch.source_rows
                         pieces.append(
                             _with_origin(
-                                rows,
+                                batch.data,
                                 day=day,
                                 shard=shard,
                                 timezone=conn.spec.timezone,
@@ -131,6 +136,65 @@ def extract_partitions(
     return pa.concat_tables(pieces, promote_options="permissive"), stats
 
 
+RECONCILIATION_SCHEMA = "monitoring"
+RECONCILIATION_TABLE = "ingestion_reconciliation"
+RECONCILIATION_CHECK = "reconciles_with_source"
+
+
+def _rows_by_partition(data: pa.Table) -> dict[tuple[dt.date, str], int]:
+    if data.num_rows == 0:
+        return {}
+    counts = data.group_by(["_business_day", "_shard"]).aggregate([("_shard", "count")])
+    return {
+        (row["_business_day"], row["_shard"]): row["_shard_count"] for row in counts.to_pylist()
+    }
+
+
+def reconcile(
+    logical_table: str,
+    partitions: Sequence[tuple[dt.date, str]],
+    source_counts: dict[tuple[dt.date, str], int],
+    received: pa.Table,
+    loaded: pa.Table,
+    checked_at: dt.datetime,
+) -> pa.Table:
+    """One row per (shard, day): the source's count against loaded + quarantined."""
+    received_rows = _rows_by_partition(received)
+    loaded_rows = _rows_by_partition(loaded)
+    rows = []
+    for day, shard in partitions:
+        source = source_counts.get((day, shard), 0)
+        loaded_n = loaded_rows.get((day, shard), 0)
+        quarantined = received_rows.get((day, shard), 0) - loaded_n
+        rows.append(
+            {
+                "logical_table": logical_table,
+                "business_day": day,
+                "shard": shard,
+                "source_rows": source,
+                "loaded_rows": loaded_n,
+                "quarantined_rows": quarantined,
+                "reconciled": source == loaded_n + quarantined,
+                "checked_at": checked_at,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=RECONCILIATION_SCHEMA_ARROW)
+
+
+RECONCILIATION_SCHEMA_ARROW = pa.schema(
+    [
+        ("logical_table", pa.string()),
+        ("business_day", pa.date32()),
+        ("shard", pa.string()),
+        ("source_rows", pa.int64()),
+        ("loaded_rows", pa.int64()),
+        ("quarantined_rows", pa.int64()),
+        ("reconciled", pa.bool_()),
+        ("checked_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
 def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
     @dg.asset(
         key=[LAKE_SCHEMA, table.name],
@@ -143,6 +207,16 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
         pool="warehouse",
         kinds={"sql", "duckdb"},
         metadata={"primary_key": list(table.primary_key)},
+        # A load that does not reconcile with the source stops everything downstream.
+        check_specs=[
+            dg.AssetCheckSpec(
+                RECONCILIATION_CHECK,
+                asset=dg.AssetKey([LAKE_SCHEMA, table.name]),
+                blocking=True,
+                description="Per (shard, business day): rows counted by the source equal rows "
+                "loaded plus rows quarantined (monitoring.ingestion_reconciliation).",
+            )
+        ],
     )
     def _ingest(
         context: dg.AssetExecutionContext, shards: ShardSource, warehouse: Warehouse
@@ -161,6 +235,9 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
             + [(c, "datetime") for c in table.datetime_columns],
         )
         loaded_rows, quarantined_rows = split.loaded.num_rows, split.quarantined_rows
+        reconciliation = reconcile(
+            table.name, partitions, stats["source_counts"], data, split.loaded, loaded_at
+        )
         writes = [
             PartitionWrite(
                 LAKE_SCHEMA, table.name, split.loaded, LAKE_PARTITION_COLUMNS, partitions
@@ -172,28 +249,51 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
                 QUARANTINE_PARTITION_COLUMNS,
                 tuple((table.name, day, shard) for day, shard in partitions),
             ),
+            PartitionWrite(
+                RECONCILIATION_SCHEMA,
+                RECONCILIATION_TABLE,
+                reconciliation,
+                ("logical_table", "business_day", "shard"),
+                tuple((table.name, day, shard) for day, shard in partitions),
+            ),
         ]
-        if loaded_rows + quarantined_rows != stats["source_rows"]:
-            raise dg.Failure(
-                f"lake/{table.name}: read {stats['source_rows']} rows but would load "
-                f"{loaded_rows} and quarantine {quarantined_rows}",
-                allow_retries=False,
-            )
         warehouse.replace_partitions_atomically(writes)
         if quarantined_rows:
             context.log.warning(
                 f"lake/{table.name}: {quarantined_rows} row(s) quarantined in lake.quarantine"
             )
+        mismatches = reconciliation.filter(pc.invert(reconciliation["reconciled"])).to_pylist()
+        source_rows = sum(stats["source_counts"].values())
         return dg.MaterializeResult(
             metadata={
                 "partitions": len(partitions),
                 "tables_read": stats["tables_read"],
-                "source_rows": stats["source_rows"],
+                "source_rows": source_rows,
                 "loaded_rows": loaded_rows,
                 "quarantined_rows": quarantined_rows,
                 "schema_drift": dg.MetadataValue.json(stats["drift"]),
                 "dagster/row_count": loaded_rows,
-            }
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=RECONCILIATION_CHECK,
+                    passed=not mismatches,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=None
+                    if not mismatches
+                    else f"{len(mismatches)} partition(s) do not reconcile with the source",
+                    metadata={
+                        "source_rows": source_rows,
+                        "loaded_plus_quarantined": loaded_rows + quarantined_rows,
+                        "mismatches": dg.MetadataValue.json(
+                            [
+                                {k: str(v) for k, v in row.items() if k != "checked_at"}
+                                for row in mismatches[:20]
+                            ]
+                        ),
+                    },
+                )
+            ],
         )
 
     return _ingest
