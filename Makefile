@@ -44,3 +44,10 @@ lint: install
 
 clean:
 	rm -rf data .dagster_home dbt_project/target
+
+# Shard extraction benchmark against dlt and the raw drivers on the local MariaDB (127.0.0.1:3306,
+# root): see bench/README.md. Options pass through, e.g. `make bench-ingest BENCH_ARGS="--tables 2000"`.
+.PHONY: bench-ingest
+bench-ingest: | $(UV)
+	$(UV) sync --frozen --group bench --compile-bytecode
+	$(VENV)/bin/python bench/ingest.py $(BENCH_ARGS)
