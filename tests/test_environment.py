@@ -283,6 +283,19 @@ def _failed_description(result: dg.ExecuteInProcessResult) -> str:
     return user_failure.description
 
 
+def _ingest_shard_02(path: Path, minato_env, instance: dg.DagsterInstance):
+    return dg.materialize(
+        [ORDERS_ASSET],
+        resources={
+            "shards": ShardSource(shards_file=str(path)),
+            "warehouse": DuckDBWarehouse(path=str(minato_env.duckdb_path)),
+        },
+        partition_key="2026-01-02|shard_02",
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
 def test_ingestion_fails_at_once_when_a_shard_variable_is_unset(
     minato_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance: dg.DagsterInstance
 ) -> None:
@@ -293,16 +306,7 @@ def test_ingestion_fails_at_once_when_a_shard_variable_is_unset(
         "    url: sqlite:///${MINATO_TEST_SHARD_DIR}/shard_02.sqlite\n    timezone: UTC\n",
     )
 
-    result = dg.materialize(
-        [ORDERS_ASSET],
-        resources={
-            "shards": ShardSource(shards_file=str(path)),
-            "warehouse": DuckDBWarehouse(path=str(minato_env.duckdb_path)),
-        },
-        partition_key="2026-01-02|shard_02",
-        instance=instance,
-        raise_on_error=False,
-    )
+    result = _ingest_shard_02(path, minato_env, instance)
 
     assert _failed_description(result) == (
         "shard shard_02: environment variable MINATO_TEST_SHARD_DIR is not set"
@@ -324,16 +328,7 @@ def test_ingestion_does_not_create_a_missing_sqlite_shard(
         "    url: sqlite:///${MINATO_TEST_SHARD_DIR}/shard_02.sqlite\n    timezone: UTC\n",
     )
 
-    result = dg.materialize(
-        [ORDERS_ASSET],
-        resources={
-            "shards": ShardSource(shards_file=str(path)),
-            "warehouse": DuckDBWarehouse(path=str(minato_env.duckdb_path)),
-        },
-        partition_key="2026-01-02|shard_02",
-        instance=instance,
-        raise_on_error=False,
-    )
+    result = _ingest_shard_02(path, minato_env, instance)
 
     assert _failed_description(result).startswith("shard shard_02: cannot open the database")
     assert not (tmp_path / "no-such-folder").exists()
