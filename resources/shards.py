@@ -6,7 +6,8 @@ URLs may reference environment variables as `${NAME}`, so passwords never sit in
     shards:
       - name: shard_01
         url: mysql+pymysql://etl:${SHARD_01_PASSWORD}@10.0.0.1:3306/ec
-        timezone: Asia/Tokyo   # the zone the shard's DATETIME values are written in
+        timezone: Asia/Tokyo   # the zone the shard's DATETIME values are written in; if
+                               # omitted (MySQL only), the server's time zone is used
 
 Sources are read only: SQLite files are opened read-only, so a wrong path fails loudly instead
 of creating an empty database that would look like an empty shard.
@@ -20,6 +21,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -44,7 +46,7 @@ class ShardConfigError(ValueError):
 class ShardSpec:
     name: str
     url_template: str
-    timezone: str
+    timezone: str | None  # None: ask the server (MySQL), see ShardConnection.timezone
 
     def url(self) -> str:
         """The URL with `${VAR}` references resolved; only called when connecting."""
@@ -75,19 +77,44 @@ def load_shard_specs(path: str | Path) -> list[ShardSpec]:
         where = f"{path}: shards[{index}]"
         if not isinstance(entry, dict):
             raise ShardConfigError(f"{where}: expected a mapping")
-        missing = {"name", "url", "timezone"} - set(entry)
+        missing = {"name", "url"} - set(entry)
         if missing:
             raise ShardConfigError(f"{where}: missing key(s) {sorted(missing)}")
         try:
             validate_identifier(entry["name"], what="shard name")
-            ZoneInfo(entry["timezone"])
+            if entry.get("timezone") is not None:
+                ZoneInfo(entry["timezone"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ShardConfigError(f"{where}: {exc}") from exc
-        specs.append(ShardSpec(entry["name"], str(entry["url"]), entry["timezone"]))
+        specs.append(ShardSpec(entry["name"], str(entry["url"]), entry.get("timezone")))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ShardConfigError(f"{path}: duplicate shard names in {names}")
     return specs
+
+
+# Abbreviations MySQL reports for @@system_time_zone, mapped to the zone they stand for here.
+_ZONE_ABBREVIATIONS = {"JST": "Asia/Tokyo", "UTC": "UTC", "GMT": "UTC"}
+_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+
+
+def server_zone(shard: str, reported: str) -> str:
+    """An IANA zone for what a MySQL server reports (`+09:00`, `JST`, `Asia/Tokyo`)."""
+    if reported in _ZONE_ABBREVIATIONS:
+        return _ZONE_ABBREVIATIONS[reported]
+    match = _OFFSET.fullmatch(reported)
+    if match and match.group(3) == "00":
+        hours = int(match.group(2))
+        # POSIX Etc/ zones count the other way round: UTC+9 is Etc/GMT-9.
+        return "UTC" if hours == 0 else f"Etc/GMT{'-' if match.group(1) == '+' else '+'}{hours}"
+    try:
+        ZoneInfo(reported)
+    except (ValueError, KeyError) as exc:
+        raise ShardConfigError(
+            f"shard {shard}: the server's time zone {reported!r} is not a zone Minato knows; "
+            "declare `timezone` in the shards file"
+        ) from exc
+    return reported
 
 
 class ShardConnection:
@@ -114,7 +141,23 @@ class ShardConnection:
         """
         # The configured URL, not the connection's (SQLite is opened through a read-only URI).
         url = sa.make_url(self.spec.url())
-        return read_windows(url, self.spec.timezone, tables, change_column, start, end)
+        return read_windows(url, self.timezone, tables, change_column, start, end)
+
+    @cached_property
+    def timezone(self) -> str:
+        """The zone the shard writes DATETIMEs in: declared, or else the server's own.
+
+        Declaring it is safer: a snapshot restored onto a server running in another zone
+        (the seed platform's 9-hour bug) reports the server's zone, not the data's.
+        """
+        if self.spec.timezone is not None:
+            return self.spec.timezone
+        if self._conn.dialect.name == "sqlite":
+            raise ShardConfigError(f"shard {self.spec.name}: SQLite shards must declare timezone")
+        session, system = self._conn.exec_driver_sql(
+            "SELECT @@session.time_zone, @@system_time_zone"
+        ).one()
+        return server_zone(self.spec.name, system if session == "SYSTEM" else session)
 
 
 class ShardSource(dg.ConfigurableResource):

@@ -204,8 +204,8 @@ def test_repository_shards_file_matches_the_demo(minato_env) -> None:
     ("text", "message"),
     [
         (
-            "shards:\n  - name: shard_01\n    url: sqlite:///a.sqlite\n",
-            "shards[0]: missing key(s) ['timezone']",
+            "shards:\n  - name: shard_01\n    timezone: UTC\n",
+            "shards[0]: missing key(s) ['url']",
         ),
         (
             "shards:\n  - name: shard_01\n    url: sqlite:///a\n    timezone: UTC\n"

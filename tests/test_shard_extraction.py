@@ -1,6 +1,7 @@
 """Extraction at scale: one catalog query per shard, batched UNION ALL reads, schema drift."""
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import duckdb
@@ -299,3 +300,89 @@ def test_rows_lost_in_transit_fail_the_blocking_check(
             ).fetchall()[0][0]
             == 2
         )
+
+
+# --- timezones: declared, or read from the server; the seed's 9-hour bug ----------------------
+
+
+def test_server_zone_names() -> None:
+    from resources.shards import ShardConfigError, server_zone
+
+    assert server_zone("s", "+09:00") == "Etc/GMT-9"  # POSIX sign: UTC+9
+    assert server_zone("s", "+00:00") == "UTC"
+    assert server_zone("s", "JST") == "Asia/Tokyo"
+    assert server_zone("s", "Asia/Tokyo") == "Asia/Tokyo"
+    with pytest.raises(ShardConfigError, match="declare `timezone`"):
+        server_zone("s", "CEST")
+
+
+def test_sqlite_shard_without_timezone_is_refused(tmp_path) -> None:
+    from resources.shards import ShardConfigError
+
+    sa.create_engine(f"sqlite:///{tmp_path}/s.sqlite").connect().close()
+    shards_file = tmp_path / "shards.yaml"
+    shards_file.write_text(f"shards:\n  - name: shard_01\n    url: sqlite:///{tmp_path}/s.sqlite\n")
+    with (
+        ShardSource(shards_file=str(shards_file)).connect("shard_01") as conn,
+        pytest.raises(ShardConfigError, match="must declare timezone"),
+    ):
+        _ = conn.timezone
+
+
+@pytest.mark.mariadb
+def test_nine_hour_bug_reproduced_and_avoided_by_declaring(tmp_path, instance) -> None:
+    """JST data on a restored server running in UTC: reading the zone from the server shifts
+    every instant by 9 hours; a declared zone loads the same instants whatever the server says."""
+    require_server(HOST, PORT, "MariaDB")
+    admin = pymysql.connect(host=HOST, port=PORT, user="root", password="", autocommit=True)
+    database = "minato_it_ninehours"
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT @@global.time_zone")
+        (original_zone,) = cursor.fetchone()
+        cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        cursor.execute(f"CREATE DATABASE {database}")
+        cursor.execute(
+            f"CREATE TABLE {database}.orders_1 (order_id INT, status VARCHAR(20), "
+            "ordered_at DATETIME, updated_at DATETIME)"
+        )
+        # 11:00 on the JST wall clock = 02:00 UTC.
+        cursor.execute(
+            f"INSERT INTO {database}.orders_1 VALUES "
+            "(1, 'shipped', '2026-01-05 10:00:00', '2026-01-05 11:00:00')"
+        )
+    url = f"mysql+pymysql://root@{HOST}:{PORT}/{database}"
+    declared = tmp_path / "declared.yaml"
+    declared.write_text(f"shards:\n  - name: shard_01\n    url: {url}\n    timezone: Asia/Tokyo\n")
+    undeclared = tmp_path / "undeclared.yaml"
+    undeclared.write_text(f"shards:\n  - name: shard_01\n    url: {url}\n")
+
+    def loaded_instant(shards_file, lake) -> dt.datetime:
+        assert _materialize(shards_file, lake, instance, "shard_01").success
+        with duckdb.connect(str(lake), read_only=True) as conn:
+            text, zone = conn.execute("SELECT updated_at, _source_tz FROM lake.orders").fetchall()[
+                0
+            ]
+        return dt.datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone))
+
+    truth = dt.datetime(2026, 1, 5, 2, 0, tzinfo=dt.UTC)
+    try:
+        results = {}
+        for server_zone in ("+00:00", "+09:00"):
+            with admin.cursor() as cursor:
+                cursor.execute(f"SET GLOBAL time_zone = '{server_zone}'")
+            tag = server_zone[1:3]
+            results[server_zone] = (
+                loaded_instant(declared, tmp_path / f"declared_{tag}.duckdb"),
+                loaded_instant(undeclared, tmp_path / f"undeclared_{tag}.duckdb"),
+            )
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"SET GLOBAL time_zone = '{original_zone}'")
+            cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        admin.close()
+
+    # Declared: identical instants whatever zone the server runs in.
+    assert results["+00:00"][0] == results["+09:00"][0] == truth
+    # From the server: right on a JST server, 9 hours off on the restored UTC one (the bug).
+    assert results["+09:00"][1] == truth
+    assert results["+00:00"][1] - truth == dt.timedelta(hours=9)

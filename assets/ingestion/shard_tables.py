@@ -115,7 +115,7 @@ def extract_partitions(
                                 batch.data,
                                 day=day,
                                 shard=shard,
-                                timezone=conn.spec.timezone,
+                                timezone=conn.timezone,
                                 loaded_at=loaded_at,
                             )
                         )
