@@ -17,6 +17,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.ingestion.origin import with_origin
 from assets.ingestion.quarantine import (
     QUARANTINE_PARTITION_COLUMNS,
     QUARANTINE_TABLE,
@@ -68,17 +69,6 @@ def _require_columns(data: pa.Table, required: set[str], source: str) -> None:
         raise dg.Failure(f"{source}: missing column(s) {sorted(missing)}", allow_retries=False)
 
 
-def _with_file_origin(
-    data: pa.Table, *, day: dt.date, key: str, loaded_at: dt.datetime
-) -> pa.Table:
-    n = data.num_rows
-    return (
-        data.append_column("_business_day", pa.array([day] * n, pa.date32()))
-        .append_column("_source_table", pa.array([key] * n, pa.string()))
-        .append_column("_loaded_at", pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC")))
-    )
-
-
 @dg.asset(
     key=[LAKE_SCHEMA, "search_console_pages"],
     group_name=LAKE_SCHEMA,
@@ -102,7 +92,7 @@ def search_console_pages(
             raise dg.Failure(f"{key} has not landed yet", allow_retries=False) from exc
         data = read_csv_as_text(payload, key)
         _require_columns(data, {"date", "page", "clicks", "impressions"}, key)
-        pieces.append(_with_file_origin(data, day=day, key=key, loaded_at=loaded_at))
+        pieces.append(with_origin(data, _business_day=day, _source_table=key, _loaded_at=loaded_at))
     data = pa.concat_tables(pieces)
     split = split_valid_rows(
         data,
@@ -183,7 +173,9 @@ def crm_contacts(
     data = read_csv_as_text(landing.read_bytes(key), key)
     _require_columns(data, {"contact_id", "email", "updated_at"}, key)
     export_day = dt.date.fromisoformat(key.removeprefix(CRM_CONTACTS_PREFIX + "contacts_")[:10])
-    data = _with_file_origin(data, day=export_day, key=key, loaded_at=dt.datetime.now(dt.UTC))
+    data = with_origin(
+        data, _business_day=export_day, _source_table=key, _loaded_at=dt.datetime.now(dt.UTC)
+    )
     split = split_valid_rows(
         data,
         logical_table="crm_contacts",

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from assets.ingestion.lake_tables import SHARD_LAKE_TABLES, LakeTable
+from assets.ingestion.origin import ORIGIN_SCHEMA, with_origin
 from assets.ingestion.quarantine import (
     QUARANTINE_PARTITION_COLUMNS,
     QUARANTINE_TABLE,
@@ -59,32 +60,6 @@ def partitions_by_shard(keys: Sequence[str]) -> dict[str, list[dt.date]]:
     return dict(grouped)
 
 
-def _with_origin(
-    data: pa.Table, *, day: dt.date, shard: str, timezone: str, loaded_at: dt.datetime
-) -> pa.Table:
-    """Add the partition's origin columns (the reader already added client and table)."""
-    n = data.num_rows
-    return (
-        data.append_column("_business_day", pa.array([day] * n, pa.date32()))
-        .append_column("_shard", pa.array([shard] * n, pa.string()))
-        # The zone the shard wrote its datetimes in: cleansing converts with it.
-        .append_column("_source_tz", pa.array([timezone] * n, pa.string()))
-        .append_column("_loaded_at", pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC")))
-    )
-
-
-ORIGIN_SCHEMA = pa.schema(
-    [
-        ("_business_day", pa.date32()),
-        ("_shard", pa.string()),
-        ("_client_id", pa.string()),
-        ("_source_table", pa.string()),
-        ("_source_tz", pa.string()),
-        ("_loaded_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-
-
 def extract_partitions(
     table: LakeTable, shards: ShardSource, keys: Sequence[str], loaded_at: dt.datetime
 ) -> tuple[pa.Table, dict[str, Any]]:
@@ -111,12 +86,13 @@ def extract_partitions(
                     for batch in conn.read_windows(physical, table.change_column, start, end):
                         stats["source_counts"][(day, shard)] += batch.source_rows
                         pieces.append(
-                            _with_origin(
+                            # The reader already added _client_id and _source_table.
+                            with_origin(
                                 batch.data,
-                                day=day,
-                                shard=shard,
-                                timezone=conn.timezone,
-                                loaded_at=loaded_at,
+                                _business_day=day,
+                                _shard=shard,
+                                _source_tz=conn.timezone,
+                                _loaded_at=loaded_at,
                             )
                         )
                     stats["tables_read"] += len(physical)

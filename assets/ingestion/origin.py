@@ -1,0 +1,25 @@
+"""The origin columns every lake row carries: where it came from and when it was loaded."""
+
+from typing import Any
+
+import pyarrow as pa
+
+ORIGIN_SCHEMA = pa.schema(
+    [
+        ("_business_day", pa.date32()),
+        ("_shard", pa.string()),
+        ("_client_id", pa.string()),
+        ("_source_table", pa.string()),
+        # The zone the source wrote its datetimes in: cleansing converts with it.
+        ("_source_tz", pa.string()),
+        ("_loaded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def with_origin(data: pa.Table, **values: Any) -> pa.Table:
+    """Append origin columns holding one value each, typed as in ORIGIN_SCHEMA."""
+    for name, value in values.items():
+        column_type = ORIGIN_SCHEMA.field(name).type
+        data = data.append_column(name, pa.array([value] * data.num_rows, column_type))
+    return data
