@@ -27,18 +27,23 @@ class PhysicalTable:
     client_id: str
     name: str
     columns: tuple[tuple[str, str], ...]  # (column, declared type), in table order
+    primary_key: tuple[str, ...] = ()  # declared PRIMARY KEY columns; legacy tables may lack one
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
 
+    def declared_type(self, column: str) -> str | None:
+        return dict(self.columns).get(column)
+
 
 _MYSQL_CATALOG = (
-    "SELECT table_name, column_name, data_type FROM information_schema.columns "
+    "SELECT table_name, column_name, data_type, column_key = 'PRI' "
+    "FROM information_schema.columns "
     "WHERE table_schema = DATABASE() ORDER BY table_name, ordinal_position"
 )
 _SQLITE_CATALOG = (
-    "SELECT m.name, p.name, p.type FROM sqlite_master AS m "
+    "SELECT m.name, p.name, p.type, p.pk > 0 FROM sqlite_master AS m "
     "JOIN pragma_table_info(m.name) AS p WHERE m.type = 'table' ORDER BY m.name, p.cid"
 )
 
@@ -50,14 +55,21 @@ def discover(conn: sa.Connection, logical_tables: Sequence[str]) -> list[Physica
     pattern = re.compile(rf"^({'|'.join(map(re.escape, logical_tables))})_(\d+)$")
     query = _SQLITE_CATALOG if conn.dialect.name == "sqlite" else _MYSQL_CATALOG
     columns: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for table, column, data_type in conn.exec_driver_sql(query):
+    keys: dict[str, list[str]] = defaultdict(list)
+    for table, column, data_type, is_key in conn.exec_driver_sql(query):
         if pattern.fullmatch(table):
             columns[table].append((column, (data_type or "").lower()))
+            if is_key:
+                keys[table].append(column)
     found = []
     for table, table_columns in columns.items():
         match = pattern.fullmatch(table)
         assert match is not None
-        found.append(PhysicalTable(match.group(1), match.group(2), table, tuple(table_columns)))
+        found.append(
+            PhysicalTable(
+                match.group(1), match.group(2), table, tuple(table_columns), tuple(keys[table])
+            )
+        )
     return sorted(found, key=lambda t: (t.logical, int(t.client_id)))
 
 

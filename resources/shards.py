@@ -26,14 +26,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import pyarrow as pa
 import sqlalchemy as sa
 import yaml
 from pydantic import Field
 
 from resources.identifiers import validate_identifier
 from resources.shard_catalog import PhysicalTable, discover
-from resources.shard_reader import read_windows
+from resources.shard_reader import ReadEvent, read_windows
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -131,17 +130,19 @@ class ShardConnection:
         self,
         tables: Sequence[PhysicalTable],
         change_column: str,
-        start: dt.datetime,
+        start: dt.datetime | None,
         end: dt.datetime,
-    ) -> Iterator[pa.Table]:
-        """Rows of `tables` whose `change_column` lies in [start, end), as text, in batches.
+        key_columns: Sequence[str],
+    ) -> Iterator[ReadEvent]:
+        """Rows of `tables` whose `change_column` lies in [start, end), streamed as events.
 
         `start`/`end` are aware instants; the shard stores naive wall-clock values in its own
         timezone, so the bounds are converted to that zone before they reach the query.
+        `start=None` reads everything before `end`.
         """
         # The configured URL, not the connection's (SQLite is opened through a read-only URI).
         url = sa.make_url(self.spec.url())
-        return read_windows(url, self.timezone, tables, change_column, start, end)
+        return read_windows(url, self.timezone, tables, change_column, start, end, key_columns)
 
     @cached_property
     def timezone(self) -> str:

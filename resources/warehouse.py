@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -75,12 +76,53 @@ def partition_predicate(
 
 
 @dataclass(frozen=True)
+class PartitionTarget:
+    """Partitions of one table that a write replaces: whatever is appended takes their place."""
+
+    schema: str
+    table: str
+    partition_columns: tuple[str, ...]
+    partitions: tuple[PartitionValues, ...]
+
+
+@dataclass(frozen=True)
 class PartitionWrite:
     schema: str
     table: str
     data: pa.Table
     partition_columns: tuple[str, ...]
     partitions: tuple[PartitionValues, ...]
+
+    @property
+    def target(self) -> PartitionTarget:
+        return PartitionTarget(self.schema, self.table, self.partition_columns, self.partitions)
+
+
+@dataclass(frozen=True)
+class RowScope:
+    """Rows identified by column values, e.g. one source table's rows of one partition.
+
+    A streaming writer tags appends with a scope so that a source read which failed half-way
+    can be taken back (`PartitionSink.discard`) before it is read again.
+    """
+
+    columns: tuple[str, ...]
+    values: tuple[PartitionValues, ...]
+
+
+class PartitionSink(ABC):
+    """An open, uncommitted replacement of partitions; see `Warehouse.partition_sink`."""
+
+    @abstractmethod
+    def append(
+        self, target: PartitionTarget, data: pa.Table, scope: RowScope | None = None
+    ) -> None:
+        """Add rows to `target` (created from the first append's schema if missing; columns
+        new in `data` are added). Append an empty table to declare a schema without rows."""
+
+    @abstractmethod
+    def discard(self, scope: RowScope) -> None:
+        """Take back every row appended under `scope` so far."""
 
 
 class Warehouse(dg.ConfigurableResource, ABC):
@@ -120,9 +162,22 @@ class Warehouse(dg.ConfigurableResource, ABC):
             [PartitionWrite(schema, table, data, tuple(partition_columns), tuple(partitions))]
         )
 
-    @abstractmethod
     def replace_partitions_atomically(self, writes: Sequence[PartitionWrite]) -> None:
         """`replace_partitions` for several tables in one transaction: all or nothing."""
+        with self.partition_sink([write.target for write in writes]) as sink:
+            for write in writes:
+                sink.append(write.target, write.data)
+
+    @abstractmethod
+    def partition_sink(
+        self, targets: Sequence[PartitionTarget]
+    ) -> contextlib.AbstractContextManager[PartitionSink]:
+        """Replace the targets' partitions with what is appended inside the `with` block.
+
+        Data may arrive in any number of bounded chunks (memory stays flat for any partition
+        size); readers see the old partitions until the block ends, then the new ones. An
+        exception inside the block leaves the warehouse exactly as it was.
+        """
 
     @abstractmethod
     def overwrite_table(self, schema: str, table: str, data: pa.Table) -> None:
@@ -195,24 +250,12 @@ class DuckDBWarehouse(Warehouse):
         with self.connect() as conn:
             return _duckdb_table_exists(conn, schema, table)
 
-    def replace_partitions_atomically(self, writes: Sequence[PartitionWrite]) -> None:
+    @contextlib.contextmanager
+    def partition_sink(self, targets: Sequence[PartitionTarget]) -> Iterator[PartitionSink]:
         with self.connect() as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
-                for n, write in enumerate(writes):
-                    source = f"_incoming_{n}"
-                    conn.register(source, write.data)
-                    target = self.qualified(write.schema, write.table)
-                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema(write.schema)}")
-                    if _duckdb_table_exists(conn, write.schema, write.table):
-                        _duckdb_add_missing_columns(conn, target, write.schema, write.table, source)
-                        predicate = partition_predicate(
-                            write.partition_columns, write.partitions, dialect=self.kind
-                        )
-                        conn.execute(f"DELETE FROM {target} WHERE {predicate}")
-                        conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
-                    else:
-                        conn.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}")
+                yield _DuckDBSink(self, conn, targets)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -235,11 +278,8 @@ def _duckdb_table_exists(conn: Any, schema: str, table: str) -> bool:
     return bool(row[0][0])
 
 
-def _duckdb_add_missing_columns(
-    conn: Any, target: str, schema: str, table: str, source: str
-) -> None:
-    """Schema drift: a column that appears in newer data is added, older rows read NULL."""
-    existing = {
+def _duckdb_columns(conn: Any, schema: str, table: str) -> set[str]:
+    return {
         name
         for (name,) in conn.execute(
             "SELECT column_name FROM information_schema.columns "
@@ -247,14 +287,73 @@ def _duckdb_add_missing_columns(
             [schema, table],
         ).fetchall()
     }
-    incoming = conn.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-    incoming_types = {row[0]: row[1] for row in incoming}
-    for name in incoming_types:
-        if name not in existing:
-            conn.execute(
-                f"ALTER TABLE {target} ADD COLUMN "
-                f"{validate_identifier(name)} {incoming_types[name]}"
-            )
+
+
+class _DuckDBSink(PartitionSink):
+    """Appends inside one open DuckDB transaction; large appends spill to the database file."""
+
+    def __init__(
+        self, warehouse: DuckDBWarehouse, conn: Any, targets: Sequence[PartitionTarget]
+    ) -> None:
+        self._warehouse = warehouse
+        self._conn = conn
+        # Known columns per table (None: the table does not exist yet), so appends need no
+        # catalog lookups unless the data brings a new column.
+        self._columns: dict[tuple[str, str], set[str] | None] = {}
+        self._scoped: dict[RowScope, set[tuple[str, str]]] = {}
+        for target in targets:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {warehouse._schema(target.schema)}")
+            key = (target.schema, target.table)
+            if _duckdb_table_exists(conn, *key):
+                self._columns[key] = _duckdb_columns(conn, *key)
+                predicate = partition_predicate(
+                    target.partition_columns, target.partitions, dialect="duckdb"
+                )
+                conn.execute(f"DELETE FROM {self._name(key)} WHERE {predicate}")
+            else:
+                self._columns[key] = None
+
+    def _name(self, key: tuple[str, str]) -> str:
+        return self._warehouse.qualified(*key)
+
+    def append(
+        self, target: PartitionTarget, data: pa.Table, scope: RowScope | None = None
+    ) -> None:
+        key = (target.schema, target.table)
+        if key not in self._columns:
+            raise KeyError(f"{target.schema}.{target.table} is not a target of this write")
+        conn, name = self._conn, self._name(key)
+        conn.register("_incoming", data)
+        try:
+            existing = self._columns[key]
+            if existing is None:
+                conn.execute(f"CREATE TABLE {name} AS SELECT * FROM _incoming")
+                self._columns[key] = set(data.column_names)
+            else:
+                new = [c for c in data.column_names if c not in existing]
+                if new:
+                    # Schema drift: a column that appears in newer data is added; rows loaded
+                    # earlier read NULL there.
+                    types = dict(
+                        (row[0], row[1])
+                        for row in conn.execute("DESCRIBE SELECT * FROM _incoming").fetchall()
+                    )
+                    for column in new:
+                        conn.execute(
+                            f"ALTER TABLE {name} ADD COLUMN {validate_identifier(column)} "
+                            f"{types[column]}"
+                        )
+                        existing.add(column)
+                conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _incoming")
+        finally:
+            conn.unregister("_incoming")
+        if scope is not None:
+            self._scoped.setdefault(scope, set()).add(key)
+
+    def discard(self, scope: RowScope) -> None:
+        predicate = partition_predicate(scope.columns, scope.values, dialect="duckdb")
+        for key in self._scoped.pop(scope, set()):
+            self._conn.execute(f"DELETE FROM {self._name(key)} WHERE {predicate}")
 
 
 class BigQueryWarehouse(Warehouse):
@@ -309,45 +408,58 @@ class BigQueryWarehouse(Warehouse):
             return False
         return True
 
-    def _load_parquet(self, client: Any, data: pa.Table, destination: str) -> None:
+    def _load_parquet(self, client: Any, source: Path | pa.Table, destination: str) -> None:
         """One load job from Parquet: never one per physical source table."""
         from google.cloud import bigquery
 
-        buffer = io.BytesIO()
-        pq.write_table(data, buffer)
-        buffer.seek(0)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         )
-        client.load_table_from_file(buffer, destination, job_config=config).result()
+        if isinstance(source, pa.Table):
+            buffer = io.BytesIO()
+            pq.write_table(source, buffer)
+            buffer.seek(0)
+            client.load_table_from_file(buffer, destination, job_config=config).result()
+            return
+        with source.open("rb") as file:
+            client.load_table_from_file(file, destination, job_config=config).result()
 
-    def replace_partitions_atomically(self, writes: Sequence[PartitionWrite]) -> None:
+    @contextlib.contextmanager
+    def partition_sink(self, targets: Sequence[PartitionTarget]) -> Iterator[PartitionSink]:
+        # Chunks wait in local Parquet files; at the end each target is one load job into a
+        # staging table, and one script replaces every target's partitions in a transaction.
+        with tempfile.TemporaryDirectory(prefix="minato_bq_") as spool:
+            sink = _BigQuerySink(targets, Path(spool))
+            yield sink
+            self._commit(sink)
+
+    def _commit(self, sink: _BigQuerySink) -> None:
         client = self._client()
         statements = []
         staging_tables = []
         try:
-            for write in writes:
-                target = self.qualified(write.schema, write.table)
+            for target, path, schema in sink.merged():
+                target_name = self.qualified(target.schema, target.table)
                 staging = self.qualified(
-                    write.schema, f"_staging_{write.table}_{uuid.uuid4().hex[:12]}"
+                    target.schema, f"_staging_{target.table}_{uuid.uuid4().hex[:12]}"
                 )
                 staging_tables.append(staging.strip("`"))
-                self._load_parquet(client, write.data, staging.strip("`"))
-                columns = ", ".join(validate_identifier(c) for c in write.data.schema.names)
+                self._load_parquet(client, path, staging.strip("`"))
+                columns = ", ".join(validate_identifier(c) for c in schema.names)
                 predicate = partition_predicate(
-                    write.partition_columns, write.partitions, dialect=self.kind
+                    target.partition_columns, target.partitions, dialect=self.kind
                 )
-                statements.append(f"CREATE TABLE IF NOT EXISTS {target} LIKE {staging};")
+                statements.append(f"CREATE TABLE IF NOT EXISTS {target_name} LIKE {staging};")
                 # Schema drift: columns new in this load are added; older rows read NULL.
-                for field in write.data.schema:
+                for field in schema:
                     statements.append(
-                        f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS "
+                        f"ALTER TABLE {target_name} ADD COLUMN IF NOT EXISTS "
                         f"{validate_identifier(field.name)} {_bigquery_type(field.type)};"
                     )
-                statements.append(f"DELETE FROM {target} WHERE {predicate};")
+                statements.append(f"DELETE FROM {target_name} WHERE {predicate};")
                 statements.append(
-                    f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging};"
+                    f"INSERT INTO {target_name} ({columns}) SELECT {columns} FROM {staging};"
                 )
             # DDL may not run inside a BigQuery transaction: create and alter targets first.
             ddl = ("CREATE", "ALTER")
@@ -362,6 +474,58 @@ class BigQueryWarehouse(Warehouse):
     def overwrite_table(self, schema: str, table: str, data: pa.Table) -> None:
         client = self._client()
         self._load_parquet(client, data, self.qualified(schema, table).strip("`"))
+
+
+class _BigQuerySink(PartitionSink):
+    """Spools appends to local Parquet files, one per append, so a scope can be discarded."""
+
+    def __init__(self, targets: Sequence[PartitionTarget], spool: Path) -> None:
+        self._targets = list(targets)
+        self._spool = spool
+        self._parts: dict[PartitionTarget, list[tuple[RowScope | None, Path, pa.Schema]]] = {
+            target: [] for target in self._targets
+        }
+        self._written = 0
+
+    def append(
+        self, target: PartitionTarget, data: pa.Table, scope: RowScope | None = None
+    ) -> None:
+        if target not in self._parts:
+            raise KeyError(f"{target.schema}.{target.table} is not a target of this write")
+        self._written += 1
+        path = self._spool / f"part_{self._written:06d}.parquet"
+        pq.write_table(data, path)
+        self._parts[target].append((scope, path, data.schema))
+
+    def discard(self, scope: RowScope) -> None:
+        for parts in self._parts.values():
+            for part in [p for p in parts if p[0] == scope]:
+                part[1].unlink()
+                parts.remove(part)
+
+    def merged(self) -> Iterator[tuple[PartitionTarget, Path, pa.Schema]]:
+        """Per target, its parts as one Parquet file with the union of their columns."""
+        for target in self._targets:
+            parts = self._parts[target]
+            if not parts:
+                raise ValueError(
+                    f"nothing appended to {target.schema}.{target.table}: append an empty "
+                    "table to declare its schema"
+                )
+            if len(parts) == 1:
+                yield target, parts[0][1], parts[0][2]
+                continue
+            schema = pa.unify_schemas([part[2] for part in parts], promote_options="permissive")
+            path = self._spool / f"{target.schema}.{target.table}.parquet"
+            with pq.ParquetWriter(path, schema) as writer:
+                for _, part, _ in parts:
+                    # One part at a time: memory holds a chunk, never the whole partition.
+                    data = pq.read_table(part)
+                    for field in schema:
+                        if field.name not in data.column_names:
+                            data = data.append_column(field, pa.nulls(len(data), field.type))
+                    writer.write_table(data.select(schema.names).cast(schema))
+            yield target, path, schema
 
 
 def _bigquery_type(arrow_type: pa.DataType) -> str:

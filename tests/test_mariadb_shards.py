@@ -79,6 +79,9 @@ def _ingest(shards_file: Path, duckdb_path: Path, instance: dg.DagsterInstance) 
         assert result.success, key
 
 
+_ZERO_DATE = "unparseable datetime: '0000-00-00 00:00:00'"
+
+
 def _lake(duckdb_path: Path, table: str) -> list[tuple]:
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
         return conn.execute(
@@ -104,11 +107,22 @@ def test_mariadb_shards_load_like_sqlite_shards(mariadb_shards, tmp_path, instan
         assert mysql_rows, table
         assert mysql_rows == _lake(sqlite_lake, table), table
 
-    # The impossible date: MariaDB (sql_mode='') stored it as the zero date, SQLite as text;
-    # both are quarantined with the reason, never loaded.
+    # The shards' exact duplicate rows (legacy tables without a primary key) are quarantined
+    # alike from both engines, the newest version of each key kept.
+    quarantined = "SELECT * EXCLUDE (_loaded_at, raw_row) FROM lake.quarantine ORDER BY ALL"
+    with duckdb.connect(str(sqlite_lake), read_only=True) as conn:
+        sqlite_quarantine = conn.execute(quarantined).fetchall()
     with duckdb.connect(str(mysql_lake), read_only=True) as conn:
+        assert conn.execute(quarantined).fetchall() == [
+            row if row[7].startswith("duplicate") else (*row[:7], _ZERO_DATE)
+            for row in sqlite_quarantine
+        ]
+        assert any(row[7].startswith("duplicate key") for row in sqlite_quarantine)
+        # The impossible date: MariaDB (sql_mode='') stored it as the zero date, SQLite as
+        # text; both are quarantined with the reason, never loaded.
         reasons = conn.execute(
-            "SELECT _shard, column_name, reason FROM lake.quarantine ORDER BY _shard"
+            "SELECT _shard, column_name, reason FROM lake.quarantine "
+            "WHERE reason NOT LIKE 'duplicate%' ORDER BY _shard"
         ).fetchall()
     assert reasons == [
         ("shard_01", "ordered_at", "unparseable datetime: '0000-00-00 00:00:00'"),

@@ -1,18 +1,22 @@
 """Extraction at scale: one catalog query per shard, batched UNION ALL reads, schema drift."""
 
 import datetime as dt
+import zlib
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import pymysql
 import pytest
 import sqlalchemy as sa
 import yaml
 
-from assets.ingestion.shard_tables import business_day_bounds, shard_table_assets
+from assets.ingestion.shard_load import business_day_bounds
+from assets.ingestion.shard_tables import shard_table_assets
 from resources.shard_catalog import PhysicalTable, SchemaDriftError, check_drift, discover
-from resources.shard_reader import batches, union_query
+from resources.shard_reader import BatchDone, Chunk, key_checksum, plan_batches, union_query
 from resources.shards import ShardSource
 from resources.warehouse import DuckDBWarehouse
 from tests.servers import require_server
@@ -52,34 +56,63 @@ def test_irreconcilable_types_name_shard_tables_column_and_types() -> None:
 
 def test_union_query_text() -> None:
     tables = [
-        _table("orders_1", ("order_id", "bigint"), ("updated_at", "datetime")),
-        _table("orders_2", ("order_id", "bigint"), ("updated_at", "datetime")),
+        _table("orders_1", ("order_id", "bigint"), ("payload", "blob"), ("updated_at", "datetime")),
+        _table("orders_2", ("order_id", "bigint"), ("payload", "blob"), ("updated_at", "datetime")),
     ]
-    sql = union_query(tables, "updated_at", "2026-01-01 00:00:00", "2026-01-02 00:00:00", "mysql")
-    assert sql == (
-        "SELECT '1' AS _client_id, 'orders_1' AS _source_table, "
-        "CAST(`order_id` AS CHAR) AS `order_id`, CAST(`updated_at` AS CHAR) AS `updated_at` "
-        "FROM `orders_1` WHERE `updated_at` >= '2026-01-01 00:00:00' "
-        "AND `updated_at` < '2026-01-02 00:00:00'\n"
-        "UNION ALL\n"
-        "SELECT '2' AS _client_id, 'orders_2' AS _source_table, "
-        "CAST(`order_id` AS CHAR) AS `order_id`, CAST(`updated_at` AS CHAR) AS `updated_at` "
-        "FROM `orders_2` WHERE `updated_at` >= '2026-01-01 00:00:00' "
-        "AND `updated_at` < '2026-01-02 00:00:00'"
+    sql = union_query(
+        tables, "updated_at", "2026-01-01 00:00:00", "2026-01-02 00:00:00", "mysql", ["order_id"]
     )
+    window = "`updated_at` >= '2026-01-01 00:00:00' AND `updated_at` < '2026-01-02 00:00:00'"
+    columns = (
+        "CAST(`order_id` AS CHAR) AS `order_id`, `payload` AS `payload`, "
+        "CAST(`updated_at` AS CHAR) AS `updated_at`"
+    )
+    summary = "CAST(COUNT(*) AS CHAR), CAST(COALESCE(SUM(`order_id`), 0) AS CHAR)"
+    assert sql.split("\nUNION ALL\n") == [
+        # The rows, binary columns as bytes (UTF-8 is checked at ingestion), the rest as text...
+        f"SELECT '1' AS _client_id, 'orders_1' AS _source_table, {columns}, "
+        f"NULL AS _source_rows, NULL AS _source_key_sum FROM `orders_1` WHERE {window}",
+        # ...and the server's own count and key sum of the same rows, in the same statement.
+        f"SELECT '1' AS _client_id, 'orders_1' AS _source_table, NULL, NULL, NULL, {summary} "
+        f"FROM `orders_1` WHERE {window}",
+        f"SELECT '2' AS _client_id, 'orders_2' AS _source_table, {columns}, "
+        f"NULL AS _source_rows, NULL AS _source_key_sum FROM `orders_2` WHERE {window}",
+        f"SELECT '2' AS _client_id, 'orders_2' AS _source_table, NULL, NULL, NULL, {summary} "
+        f"FROM `orders_2` WHERE {window}",
+    ]
+
+
+def test_first_partition_reads_all_history_and_rows_without_change_time() -> None:
+    tables = [_table("orders_1", ("order_id", "varchar"), ("updated_at", "datetime"))]
+    sql = union_query(tables, "updated_at", None, "2025-01-02 00:00:00", "sqlite", ["order_id"])
+    assert """WHERE ("updated_at" < '2025-01-02 00:00:00' OR "updated_at" IS NULL)""" in sql
+    # A text key is summed as CRC32s (the same function is computed on the client).
+    assert 'COALESCE(SUM(crc32("order_id")), 0)' in sql
 
 
 def test_batches_group_same_layouts_and_bound_their_size() -> None:
     narrow = [_table(f"orders_{i}", ("a", "int")) for i in range(5)]
     wide = [_table(f"orders_{i}", ("a", "int"), ("b", "int")) for i in range(5, 8)]
-    grouped = batches([*narrow, *wide], size=2)
-    assert [[t.name for t in b] for b in grouped] == [
+    plan = plan_batches([*narrow, *wide], "a", "0", "1", "mysql", ["a"], batch_size=2)
+    assert [[t.name for t in b.tables] for b in plan] == [
         ["orders_0", "orders_1"],
         ["orders_2", "orders_3"],
         ["orders_4"],
         ["orders_5", "orders_6"],
         ["orders_7"],
     ]
+    # No primary key declared: duplicates are possible, so rows come sorted to expose them.
+    assert all(b.ordered and b.sql.endswith("ORDER BY _source_table, `a`, `a` DESC") for b in plan)
+    keyed = [PhysicalTable("orders", "9", "orders_9", (("a", "int"),), ("a",))]
+    (batch,) = plan_batches(keyed, "a", "0", "1", "mysql", ["a"])
+    assert not batch.ordered and "ORDER BY" not in batch.sql
+
+
+def test_key_checksum_matches_the_server_side_sum() -> None:
+    data = pa.table({"k": ["1", None, "-3", "18446744073709551615"], "t": ["a", "b", None, "d"]})
+    # Integer keys: plain sum (BIGINT UNSIGNED beyond int64 included), mod 2**64.
+    assert key_checksum(data, ["k"], [True]) == (1 - 3 + 18446744073709551615) % 2**64
+    assert key_checksum(data, ["t"], [False]) == sum(zlib.crc32(c.encode()) for c in "abd")
 
 
 # --- against the real MariaDB: a few hundred client tables on two shards, with drift -----------
@@ -165,11 +198,15 @@ def test_hundreds_of_drifting_tables_on_two_shards(drifting_shards, tmp_path, in
     with source.connect("shard_01") as conn:
         found = conn.discover(["orders"])
         start, end = business_day_bounds(DAY)
-        pieces = list(conn.read_windows(found, "updated_at", start, end))
+        events = list(conn.read_windows(found, "updated_at", start, end, ["order_id"]))
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    done = [e for e in events if isinstance(e, BatchDone)]
     assert len(found) == CLIENTS_PER_SHARD
-    assert len(pieces) > 1  # two layouts, so at least two round trips, not one per table
-    assert sum(p.data.num_rows for p in pieces) == CLIENTS_PER_SHARD * 3
-    assert sum(p.source_rows for p in pieces) == CLIENTS_PER_SHARD * 3
+    assert len(done) > 1  # two layouts, so at least two round trips, not one per table
+    assert sum(len(d.batch.tables) for d in done) == CLIENTS_PER_SHARD
+    assert sum(c.data.num_rows for c in chunks) == CLIENTS_PER_SHARD * 3
+    assert sum(d.source_rows for d in done) == CLIENTS_PER_SHARD * 3
+    assert sum(d.source_key_sum for d in done) == CLIENTS_PER_SHARD * (1 + 2 + 3)
 
     lake = tmp_path / "warehouse.duckdb"
     for shard in databases:
@@ -272,16 +309,17 @@ def test_rows_lost_in_transit_fail_the_blocking_check(
 ) -> None:
     import resources.shard_reader as reader
 
-    real_fetch = reader._fetch
+    real_stream = reader._stream
 
-    def lossy_fetch(url, query):
-        data = real_fetch(url, query)
-        # A driver that silently drops the last row of every data batch.
-        if "_client_id" in query and data.num_rows:
-            return data.slice(0, data.num_rows - 1)
-        return data
+    def lossy_stream(*args):
+        for data in real_stream(*args):
+            # A driver that silently drops the first data row of every chunk.
+            first = pc.index(pc.is_null(data["_source_rows"]), True).as_py()
+            if first >= 0:
+                data = pa.concat_tables([data.slice(0, first), data.slice(first + 1)])
+            yield data
 
-    monkeypatch.setattr(reader, "_fetch", lossy_fetch)
+    monkeypatch.setattr(reader, "_stream", lossy_stream)
     result = _lake_run(instance, seeded_demo.last_day)
 
     failed = [

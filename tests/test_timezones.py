@@ -12,7 +12,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets.ingestion.shard_tables import business_day_bounds, shard_table_assets
+from assets.ingestion.shard_load import business_day_bounds
+from assets.ingestion.shard_tables import shard_table_assets
 from pipelines import demo_data
 from pipelines.schedules import daily_ingestion_schedule, previous_business_day
 from resources.environment import REPO_ROOT
@@ -99,6 +100,9 @@ def test_utc_shard_late_evening_lands_on_next_jst_day(
         ("2026-01-01", "shard_02", 2),
         ("2026-01-01", "shard_02", 4),
         ("2026-01-02", "shard_02", 1),
+        # Changed in the 30 minutes before 2 January began: read again by the overlap window
+        # (a transaction that committed late is not missed); cleansing keeps one copy.
+        ("2026-01-02", "shard_02", 2),
         ("2026-01-02", "shard_02", 3),
     ]
     source_tz = warehouse.query_arrow("SELECT DISTINCT _source_tz FROM lake.orders")
@@ -127,6 +131,7 @@ def test_jst_shard_uses_its_own_wall_clock(
     ingest(source, warehouse, "2026-01-02|shard_01", instance)
 
     assert lake_orders(warehouse) == [
+        ("2026-01-02", "shard_01", 1),  # one second before the day: inside the overlap window
         ("2026-01-02", "shard_01", 2),
         ("2026-01-02", "shard_01", 3),
     ]

@@ -1,5 +1,6 @@
 """The logical lake tables that shard ingestion produces: one asset per logical table."""
 
+import datetime as dt
 from dataclasses import dataclass
 
 
@@ -10,6 +11,9 @@ class LakeTable:
     datetime_columns: tuple[str, ...]  # must parse, or the row is quarantined
     description: str
     change_column: str = "updated_at"  # selects a business day's rows
+    # Rows changed this long before the day starts are read again: a transaction that
+    # committed after the previous day's run is not missed. Cleansing keeps one copy.
+    overlap: dt.timedelta = dt.timedelta(minutes=30)
 
 
 SHARD_LAKE_TABLES = (

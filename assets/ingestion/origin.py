@@ -21,5 +21,5 @@ def with_origin(data: pa.Table, **values: Any) -> pa.Table:
     """Append origin columns holding one value each, typed as in ORIGIN_SCHEMA."""
     for name, value in values.items():
         column_type = ORIGIN_SCHEMA.field(name).type
-        data = data.append_column(name, pa.array([value] * data.num_rows, column_type))
+        data = data.append_column(name, pa.repeat(pa.scalar(value, column_type), data.num_rows))
     return data

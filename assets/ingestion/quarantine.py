@@ -13,7 +13,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.ingestion.origin import ORIGIN_SCHEMA
+
 QUARANTINE_TABLE = "quarantine"
+ORIGIN_COLUMNS = frozenset(ORIGIN_SCHEMA.names)
 QUARANTINE_PARTITION_COLUMNS = ("logical_table", "_business_day", "_shard")
 
 
@@ -24,35 +27,95 @@ class Split:
     quarantined_rows: int  # distinct bad rows
 
 
-_PATTERNS = {
-    "datetime": (r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}", "%Y-%m-%d %H:%M:%S", 19),
-    "date": (r"^\d{4}-\d{2}-\d{2}$", "%Y-%m-%d", 10),
+# Calendar-exact patterns (RE2, vectorised): month/day combinations that exist, Feb 29 only in
+# leap years, year 0000 never (MySQL's zero date `0000-00-00` is not a day).
+_YEAR = r"(?:[1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])"
+_MONTH_DAY = (
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])"  # every month has days 01..28
+    r"|(?:0[13-9]|1[0-2])-(?:29|30)"  # all but February have 29 and 30
+    r"|(?:0[13578]|1[02])-31)"  # seven months have a 31st
+)
+_LEAP_DAY = r"(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:[2468][048]|[13579][26])00)-02-29"
+_DATE = rf"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY})"
+_TIME = r"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-]\d{2}:?\d{2})?"
+_VALID = {
+    "datetime": rf"^{_DATE}[ T]{_TIME}$",
+    "date": rf"^{_DATE}$",
 }
+_INT64_MAX, _INT64_MIN = "9223372036854775807", "-9223372036854775808"
+# BigQuery NUMERIC (and the DECIMAL(38, 9) cleansing casts to): 29 integer, 9 fraction digits.
+_NUMERIC = r"^-?\d{1,29}(?:\.\d{1,9})?$"
+
+Problem = tuple[pa.ChunkedArray, str]  # (True where the value has the problem, reason)
 
 
-def _problem_mask(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
-    """True where the value is present but cannot become the declared type."""
+def _present_and(column: pa.ChunkedArray, bad: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.and_(pc.is_valid(column), pc.fill_null(bad, True))
+
+
+def _problems(column: pa.ChunkedArray, kind: str) -> list[Problem]:
+    """What can be wrong with a column's values for one kind of check (NULLs pass)."""
     if kind == "not_null":
-        return pc.is_null(column)
+        return [(pc.is_null(column), "NULL primary key")]
+    if kind == "required":
+        return [(pc.is_null(column), "NULL change time (in no day's window)")]
     if kind == "integer":
-        integer = pc.fill_null(pc.match_substring_regex(column, r"^-?\d+$"), True)
-        return pc.invert(integer)
-    pattern, fmt, width = _PATTERNS[kind]
-    head = pc.replace_substring(pc.utf8_slice_codeunits(column, 0, width), "T", " ")
-    parsed = pc.strptime(head, format=fmt, unit="s", error_is_null=True)
-    # strptime normalises impossible dates (02-30 becomes 03-02): a value is valid only if it
-    # survives the round trip unchanged.
-    round_trip = pc.strftime(parsed, format=fmt)
-    good = pc.and_(pc.match_substring_regex(column, pattern), pc.equal(round_trip, head))
-    return pc.and_(pc.is_valid(column), pc.invert(pc.fill_null(good, False)))
+        numeric = pc.match_substring_regex(column, r"^-?\d+$")
+        in_range = pc.or_(
+            pc.match_substring_regex(column, r"^-?\d{1,18}$"),
+            pc.or_(
+                pc.and_(
+                    pc.match_substring_regex(column, r"^\d{19}$"),
+                    pc.less_equal(column, _INT64_MAX),
+                ),
+                pc.and_(
+                    pc.match_substring_regex(column, r"^-\d{19}$"),
+                    pc.less_equal(column, _INT64_MIN),
+                ),
+            ),
+        )
+        return [
+            (_present_and(column, pc.invert(numeric)), "not an integer"),
+            (_present_and(column, pc.and_(numeric, pc.invert(in_range))), "out of range for INT64"),
+        ]
+    if kind == "decimal":
+        numeric = pc.match_substring_regex(column, r"^-?\d+(?:\.\d+)?$")
+        fits = pc.match_substring_regex(column, _NUMERIC)
+        return [
+            (_present_and(column, pc.invert(numeric)), "not a decimal number"),
+            (
+                _present_and(column, pc.and_(numeric, pc.invert(fits))),
+                "out of range for NUMERIC(38, 9)",
+            ),
+        ]
+    good = pc.match_substring_regex(column, _VALID[kind])
+    return [(_present_and(column, pc.invert(good)), f"unparseable {kind}")]
 
 
-_REASONS = {
-    "not_null": "NULL primary key",
-    "integer": "not an integer",
-    "datetime": "unparseable datetime",
-    "date": "unparseable date",
-}
+def _utf8(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """Bytes as text, and True where a value is not valid UTF-8 (that value becomes NULL)."""
+    try:
+        return column.cast(pa.string()), pc.is_null(column).cast(pa.bool_()).fill_null(False)
+    except pa.ArrowInvalid:
+        pass
+    # Rare: some value is broken. Find which, value by value, only for this chunk.
+    texts, broken = [], []
+    for value in column.to_pylist():
+        try:
+            texts.append(None if value is None else value.decode())
+            broken.append(False)
+        except UnicodeDecodeError:
+            texts.append(None)
+            broken.append(True)
+    return pa.chunked_array([pa.array(texts, pa.string())]), pa.chunked_array(
+        [pa.array(broken, pa.bool_())]
+    )
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bytes):
+        return f"{value!r} (hex {value.hex()})"
+    return repr(value)
 
 
 def split_valid_rows(
@@ -61,20 +124,40 @@ def split_valid_rows(
     logical_table: str,
     key_columns: Sequence[str],
     checks: Sequence[tuple[str, str]],
+    duplicates: pa.ChunkedArray | pa.Array | None = None,
 ) -> Split:
     """Separate loadable rows from rows failing a check.
 
-    `checks` are (column, kind) pairs, kind one of not_null, integer, datetime, date. The
-    table must carry the lake's origin columns (`_business_day`, `_source_table`, ...).
+    `checks` are (column, kind) pairs, kind one of not_null, required, integer, decimal,
+    datetime, date. Binary columns are decoded as UTF-8; a value that is not valid UTF-8 is
+    quarantined. `duplicates` marks rows whose key repeats an earlier row's. The table must
+    carry the lake's origin columns (`_business_day`, `_source_table`, ...).
     """
     if data.num_rows == 0:
-        return Split(data, QUARANTINE_SCHEMA.empty_table(), 0)
-    masks = [(column, kind, _problem_mask(data[column], kind)) for column, kind in checks]
+        return Split(_decoded(data)[0], QUARANTINE_SCHEMA.empty_table(), 0)
+    data, broken_text = _decoded(data)
+    problems = [
+        (column, mask, reason)
+        for column, kind in checks
+        for mask, reason in _problems(data[column], kind)
+    ]
+    problems += [(column, mask, "invalid UTF-8") for column, mask in broken_text]
+    if duplicates is not None:
+        problems.append(
+            (
+                ",".join(key_columns),
+                duplicates,
+                "duplicate key (a newer or identical version of this row was loaded)",
+            )
+        )
     bad = pa.chunked_array([pa.array([False] * data.num_rows, pa.bool_())])
     records = []
-    for column, kind, mask in masks:
+    for column, mask, reason in problems:
+        if not pc.any(mask).as_py():
+            continue
         bad = pc.or_(bad, mask)
         for row in data.filter(mask).to_pylist():
+            value = row.get(column, None)
             records.append(
                 {
                     "logical_table": logical_table,
@@ -85,8 +168,16 @@ def split_valid_rows(
                     # JSON keeps a NULL key distinct from the text "None".
                     "primary_key": json.dumps([row[k] for k in key_columns], default=str),
                     "column_name": column,
-                    "reason": f"{_REASONS[kind]}: {row[column]!r}",
-                    "raw_row": json.dumps(row, ensure_ascii=False, default=str),
+                    "reason": reason
+                    if reason.startswith("duplicate")
+                    else f"{reason}: {_describe(value)}",
+                    # The row as the source had it: origin columns are columns of their own,
+                    # and a re-run must quarantine byte-identical rows.
+                    "raw_row": json.dumps(
+                        {k: v for k, v in row.items() if k not in ORIGIN_COLUMNS},
+                        ensure_ascii=False,
+                        default=str,
+                    ),
                     "_loaded_at": row["_loaded_at"],
                 }
             )
@@ -95,6 +186,18 @@ def split_valid_rows(
         quarantined=pa.Table.from_pylist(records, schema=QUARANTINE_SCHEMA),
         quarantined_rows=int(pc.sum(bad).as_py() or 0),
     )
+
+
+def _decoded(data: pa.Table) -> tuple[pa.Table, list[tuple[str, pa.ChunkedArray]]]:
+    """Binary columns as text, with where each had invalid UTF-8."""
+    broken = []
+    for index, field in enumerate(data.schema):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            text, mask = _utf8(data.column(index))
+            data = data.set_column(index, field.name, text)
+            if pc.any(mask).as_py():
+                broken.append((field.name, mask))
+    return data, broken
 
 
 QUARANTINE_SCHEMA = pa.schema(
