@@ -44,6 +44,9 @@ from resources.shard_catalog import PhysicalTable, type_family
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_CHUNK_ROWS = 100_000
 RETRY_DELAYS_S = (0.5, 2.0, 8.0)
+# A reader blocked by a metadata lock (an ALTER TABLE, a LOCK TABLES) gives up after this long
+# and is retried, instead of waiting for MySQL's default of a year.
+LOCK_WAIT_TIMEOUT_S = 60
 SOURCE_ROWS = "_source_rows"
 SOURCE_KEY_SUM = "_source_key_sum"
 CHECKSUM_MODULUS = 2**64
@@ -311,7 +314,10 @@ def _stream_mysql(url: sa.URL, sql: str, chunk_rows: int, zone: str) -> Iterator
         sql,
         return_type="arrow_stream",
         batch_size=chunk_rows,
-        pre_execution_query=[f"SET time_zone = '{zone}'"],
+        pre_execution_query=[
+            f"SET time_zone = '{zone}'",
+            f"SET SESSION lock_wait_timeout = {int(LOCK_WAIT_TIMEOUT_S)}",
+        ],
     )
     for batch in reader:
         yield pa.Table.from_batches([batch])
@@ -412,7 +418,7 @@ def read_windows(
     key_columns: Sequence[str],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    chunk_rows: int | None = None,
     connections: int = 2,
 ) -> Iterator[ReadEvent]:
     """Rows of every table whose `change_column` lies in [start, end), as events.
@@ -420,6 +426,7 @@ def read_windows(
     `start=None` reads everything before `end`. At most `2 * connections` chunks wait in
     memory at any time: readers block until the consumer (the lake write) catches up.
     """
+    chunk_rows = chunk_rows or DEFAULT_CHUNK_ROWS
     low, high = wall_clock_bounds(timezone, start, end)
     dialect = "sqlite" if url.get_backend_name() == "sqlite" else "mysql"
     plan = plan_batches(tables, change_column, low, high, dialect, key_columns, batch_size)

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -135,11 +136,11 @@ def split_valid_rows(
     """
     if data.num_rows == 0:
         return Split(_decoded(data)[0], QUARANTINE_SCHEMA.empty_table(), 0)
-    data, broken_text = _decoded(data)
+    decoded, broken_text = _decoded(data)
     problems = [
         (column, mask, reason)
         for column, kind in checks
-        for mask, reason in _problems(data[column], kind)
+        for mask, reason in _problems(decoded[column], kind)
     ]
     problems += [(column, mask, "invalid UTF-8") for column, mask in broken_text]
     if duplicates is not None:
@@ -150,12 +151,13 @@ def split_valid_rows(
                 "duplicate key (a newer or identical version of this row was loaded)",
             )
         )
-    bad = pa.chunked_array([pa.array([False] * data.num_rows, pa.bool_())])
+    bad = pa.chunked_array([pa.array(np.zeros(data.num_rows, dtype=bool))])
     records = []
     for column, mask, reason in problems:
         if not pc.any(mask).as_py():
             continue
         bad = pc.or_(bad, mask)
+        # Records show the values as received (bytes that are not UTF-8 included).
         for row in data.filter(mask).to_pylist():
             value = row.get(column, None)
             records.append(
@@ -182,7 +184,7 @@ def split_valid_rows(
                 }
             )
     return Split(
-        loaded=data.filter(pc.invert(bad)),
+        loaded=decoded.filter(pc.invert(bad)),
         quarantined=pa.Table.from_pylist(records, schema=QUARANTINE_SCHEMA),
         quarantined_rows=int(pc.sum(bad).as_py() or 0),
     )
