@@ -61,14 +61,15 @@ GOAL_RSS_MB = 1024
 # implementation are timed; a missing one is skipped. (module, attribute path, phase)
 PHASE_TARGETS = (
     ("resources.shard_catalog", "discover", "discover"),
-    ("resources.shards", "ShardConnection.discover", "discover"),
-    ("assets.ingestion.shard_tables", "extract_partitions", "extract"),
-    ("resources.shards", "ShardConnection.read_window", "read_table"),
-    # Batched readers run on threads: their sums can exceed the wall time.
+    ("assets.ingestion.shard_load", "load_partitions", "load"),
+    # Readers run on threads (generators: the time inside each step counts), so their sums
+    # can exceed the wall time.
     ("resources.shard_reader", "_read_batch", "read_batch"),
-    ("resources.shard_reader", "_fetch_mysql", "fetch_driver"),
-    ("assets.ingestion.quarantine", "split_valid_rows", "reconcile"),
-    ("resources.warehouse", "DuckDBWarehouse.replace_partitions_atomically", "lake_write"),
+    ("resources.shard_reader", "_stream_mysql", "fetch_driver"),
+    ("resources.shard_reader", "key_checksum", "checksum"),
+    ("assets.ingestion.quarantine", "split_valid_rows", "validate"),
+    ("resources.warehouse", "ParquetSpool.append", "spool_write"),
+    ("resources.warehouse", "DuckDBWarehouse._replace_from_spool", "lake_write"),
 )
 
 
@@ -87,6 +88,7 @@ def _install_phase_timers(timings: dict[str, dict[str, float]]) -> list[str]:
     """Wrap the seams in PHASE_TARGETS with timers; returns the ones found."""
     import functools
     import importlib
+    import inspect
     import threading
 
     lock = threading.Lock()
@@ -106,7 +108,34 @@ def _install_phase_timers(timings: dict[str, dict[str, float]]) -> list[str]:
         except AttributeError:
             continue
 
+        def record(phase: str, elapsed: float) -> None:
+            with lock:
+                slot = timings.setdefault(phase, {"s": 0.0, "calls": 0})
+                slot["s"] += elapsed
+                slot["calls"] += 1
+
         def make(original: Any, phase: str) -> Any:
+            if inspect.isgeneratorfunction(original):
+
+                @functools.wraps(original)
+                def timed_steps(*args: Any, **kwargs: Any) -> Any:
+                    steps = original(*args, **kwargs)
+                    spent = 0.0
+                    try:
+                        while True:
+                            started = time.perf_counter()
+                            try:
+                                item = next(steps)
+                            except StopIteration:
+                                return
+                            finally:
+                                spent += time.perf_counter() - started
+                            yield item
+                    finally:
+                        record(phase, spent)
+
+                return timed_steps
+
             @functools.wraps(original)
             def timed(*args: Any, **kwargs: Any) -> Any:
                 active = active_phases.__dict__.setdefault("names", set())
@@ -117,12 +146,8 @@ def _install_phase_timers(timings: dict[str, dict[str, float]]) -> list[str]:
                 try:
                     return original(*args, **kwargs)
                 finally:
-                    elapsed = time.perf_counter() - started
                     active.discard(phase)
-                    with lock:
-                        slot = timings.setdefault(phase, {"s": 0.0, "calls": 0})
-                        slot["s"] += elapsed
-                        slot["calls"] += 1
+                    record(phase, time.perf_counter() - started)
 
             return timed
 

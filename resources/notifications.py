@@ -22,11 +22,17 @@ class Notifier(dg.ConfigurableResource):
 
     slack_bot_token: str | None = Field(default=None, description="Slack bot token (xoxb-...).")
     slack_channel: str = Field(default="#data-alerts", description="Channel for alerts.")
+    dagster_ui_url: str = Field(
+        default="http://localhost:3000", description="Dagster UI base URL for run links."
+    )
     timeout_s: float = 10.0
 
     @property
     def enabled(self) -> bool:
         return bool(self.slack_bot_token)
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}"
 
     def build_slack_request(self, text: str) -> urllib.request.Request:
         body = json.dumps({"channel": self.slack_channel, "text": text}).encode()

@@ -181,12 +181,20 @@ class BatchQuery:
         return names + more
 
 
+# MySQL text the driver decodes without fail, exactly as stored: read natively (a CAST would
+# cost the server a conversion per value). Everything else is rendered by the server: a zero
+# date, a DECIMAL(65) or a BIGINT UNSIGNED (a DECIMAL once in a UNION) cannot break the driver.
+_NATIVE_MYSQL_TYPES = frozenset(("char", "varchar", "tinytext", "text", "mediumtext", "longtext"))
+
+
 def _select_list(dialect: _Dialect, table: PhysicalTable) -> str:
     columns = []
     for name, declared in table.columns:
         quoted = dialect.quote(validate_identifier(name))
         if type_family(declared) == "binary":
             columns.append(f"{quoted} AS {quoted}")  # bytes: UTF-8 is checked at ingestion
+        elif dialect.name == "mysql" and declared.split("(")[0].strip() in _NATIVE_MYSQL_TYPES:
+            columns.append(f"{quoted} AS {quoted}")
         else:
             columns.append(f"CAST({quoted} AS {dialect.text_type}) AS {quoted}")
     return ", ".join(columns)
@@ -300,7 +308,12 @@ def _normalize(data: pa.Table, tables: Sequence[PhysicalTable]) -> pa.Table:
             column = column.cast(pa.string())
         else:
             column = column.cast(pa.binary())
-        if name in temporal and pa.types.is_string(column.type):
+        # A plain substring scan first: DATETIME(0) values never carry a fraction.
+        if (
+            name in temporal
+            and pa.types.is_string(column.type)
+            and pc.any(pc.match_substring(column, ".")).as_py()
+        ):
             column = pc.replace_substring_regex(column, _ZERO_FRACTION, r"\1")
         columns.append(column)
     return pa.table(columns, names=data.column_names)

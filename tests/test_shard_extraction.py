@@ -63,13 +63,15 @@ def test_union_query_text() -> None:
         tables, "updated_at", "2026-01-01 00:00:00", "2026-01-02 00:00:00", "mysql", ["order_id"]
     )
     window = "`updated_at` >= '2026-01-01 00:00:00' AND `updated_at` < '2026-01-02 00:00:00'"
+    # Binary as bytes (UTF-8 is checked at ingestion), anything that could break the driver as
+    # text rendered by the server (text columns are read as they are).
     columns = (
         "CAST(`order_id` AS CHAR) AS `order_id`, `payload` AS `payload`, "
         "CAST(`updated_at` AS CHAR) AS `updated_at`"
     )
     summary = "CAST(COUNT(*) AS CHAR), CAST(COALESCE(SUM(`order_id`), 0) AS CHAR)"
     assert sql.split("\nUNION ALL\n") == [
-        # The rows, binary columns as bytes (UTF-8 is checked at ingestion), the rest as text...
+        # The rows...
         f"SELECT '1' AS _client_id, 'orders_1' AS _source_table, {columns}, "
         f"NULL AS _source_rows, NULL AS _source_key_sum FROM `orders_1` WHERE {window}",
         # ...and the server's own count and key sum of the same rows, in the same statement.

@@ -61,6 +61,8 @@ def _problems(column: pa.ChunkedArray, kind: str) -> list[Problem]:
     if kind == "required":
         return [(pc.is_null(column), "NULL change time (in no day's window)")]
     if kind == "integer":
+        if pc.all(pc.match_substring_regex(column, r"^-?\d{1,18}$")).as_py():
+            return []  # the common case, in one pass (NULLs are skipped by all)
         numeric = pc.match_substring_regex(column, r"^-?\d+$")
         in_range = pc.or_(
             pc.match_substring_regex(column, r"^-?\d{1,18}$"),
@@ -80,6 +82,8 @@ def _problems(column: pa.ChunkedArray, kind: str) -> list[Problem]:
             (_present_and(column, pc.and_(numeric, pc.invert(in_range))), "out of range for INT64"),
         ]
     if kind == "decimal":
+        if pc.all(pc.match_substring_regex(column, _NUMERIC)).as_py():
+            return []
         numeric = pc.match_substring_regex(column, r"^-?\d+(?:\.\d+)?$")
         fits = pc.match_substring_regex(column, _NUMERIC)
         return [
