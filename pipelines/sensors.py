@@ -15,7 +15,7 @@ from assets.ingestion.landing_files import (
     search_console_day,
     search_console_pages,
 )
-from assets.ingestion.shard_tables import shard_table_assets
+from assets.ingestion.shard_tables import UNRECONCILED_METADATA, shard_table_assets
 from assets.partitions import BUSINESS_TIMEZONE, DAY_DIMENSION, SHARD_DIMENSION, shards
 from pipelines.jobs import warehouse_daily_job
 from resources.landing import LandedFile, LandingStore
@@ -127,11 +127,37 @@ def warehouse_after_ingestion_sensor(context: dg.SensorEvaluationContext) -> lis
             )
             if set(by_partition) != expected:
                 break  # a shard of that day is missing: wait for it
+            unreconciled = _unreconciled(context.instance, asset.key, by_partition)
+            if unreconciled:
+                # The blocking check failed and alerted; re-ingesting the partition (on-call)
+                # materializes it again, and the next evaluation goes on.
+                context.log.warning(
+                    f"{day}: {asset.key.to_user_string()} does not reconcile with the source "
+                    f"for {sorted(unreconciled)}; not starting the warehouse stage"
+                )
+                break
             latest.append(max(by_partition.values()))
         else:
             # The run key changes whenever any partition of the day is re-materialized.
             requests.append(dg.RunRequest(run_key=f"{day}@{max(latest)}", partition_key=day))
     return requests
+
+
+def _unreconciled(
+    instance: dg.DagsterInstance, key: dg.AssetKey, storage_ids: dict[str, int]
+) -> set[str]:
+    """Partitions whose latest materialization recorded a reconciliation mismatch."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, storage_ids=sorted(set(storage_ids.values()))),
+        limit=len(storage_ids),
+    ).records
+    flagged: set[str] = set()
+    for record in records:
+        materialization = record.asset_materialization
+        value = materialization.metadata.get(UNRECONCILED_METADATA) if materialization else None
+        if value is not None:
+            flagged.update(value.value)  # type: ignore[arg-type]
+    return flagged & set(storage_ids)
 
 
 @dg.run_failure_sensor(

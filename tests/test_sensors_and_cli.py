@@ -6,18 +6,25 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from click.testing import CliRunner
 
-from assets.ingestion.shard_tables import shard_table_assets
+from assets.ingestion.shard_tables import UNRECONCILED_METADATA, shard_table_assets
 from assets.partitions import DAY_DIMENSION, SHARD_DIMENSION, shards
 from pipelines.cli import main
 from pipelines.sensors import warehouse_after_ingestion_sensor
 
 
-def _report(instance: dg.DagsterInstance, day: str, shard_names: list[str]) -> None:
+def _report(
+    instance: dg.DagsterInstance, day: str, shard_names: list[str], unreconciled: bool = False
+) -> None:
     for asset in shard_table_assets:
         for shard in shard_names:
             key = dg.MultiPartitionKey({DAY_DIMENSION: day, SHARD_DIMENSION: shard})
+            flagged = [str(key)] if unreconciled and asset is shard_table_assets[0] else []
             instance.report_runless_asset_event(
-                dg.AssetMaterialization(asset_key=asset.key, partition=str(key))
+                dg.AssetMaterialization(
+                    asset_key=asset.key,
+                    partition=str(key),
+                    metadata={UNRECONCILED_METADATA: dg.MetadataValue.json(flagged)},
+                )
             )
 
 
@@ -66,3 +73,15 @@ def test_cli_seeds_and_ingests(minato_env, tmp_path, monkeypatch) -> None:
     failed = runner.invoke(main, ["ingest", "--day", "2026-11-19", "--shard", "shard_03"])
     assert failed.exit_code != 0
     assert "failed partitions: 2026-11-19|shard_03" in failed.output
+
+
+def test_warehouse_stage_skips_a_day_that_does_not_reconcile(instance) -> None:
+    yesterday = (dt.datetime.now(ZoneInfo("Asia/Tokyo")).date() - dt.timedelta(days=1)).isoformat()
+    all_shards = shards.get_partition_keys()
+    _report(instance, yesterday, all_shards[:-1])
+    _report(instance, yesterday, all_shards[-1:], unreconciled=True)
+    assert _evaluate(instance) == []  # rows went missing on one shard: nothing downstream
+
+    _report(instance, yesterday, all_shards[-1:])  # on-call re-ingested it, and it reconciles
+    (request,) = _evaluate(instance)
+    assert request.partition_key == yesterday

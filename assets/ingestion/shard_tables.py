@@ -20,9 +20,10 @@ from resources.warehouse import Warehouse
 INGESTION_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-# Partition keys run day-major (`<day>|<shard>`): 31 days × every shard would be large, so a
-# backfill run covers a bounded number of (day, shard) partitions, each run one transaction.
+# A backfill from the UI runs this many (day, shard) partitions per run, each run one
+# transaction: a crash loses one run, and "re-execute failed" resumes from there.
 BACKFILL_PARTITIONS_PER_RUN = 64
+UNRECONCILED_METADATA = "unreconciled_partitions"
 
 
 def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
@@ -72,6 +73,14 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
                 "loaded_rows": total.loaded_rows,
                 "quarantined_rows": total.quarantined_rows,
                 "batch_restarts": report.restarts,
+                # Per partition, for the warehouse sensor (a run may cover many partitions).
+                UNRECONCILED_METADATA: dg.MetadataValue.json(
+                    [
+                        f"{day}|{shard}"
+                        for (day, shard), tally in report.tallies.items()
+                        if not tally.reconciled
+                    ]
+                ),
                 "schema_drift": dg.MetadataValue.json(report.drift),
                 "dagster/row_count": total.loaded_rows,
             },
