@@ -48,15 +48,29 @@ _SQLITE_CATALOG = (
 )
 
 
+CatalogRow = tuple[str, str, str | None, object]  # table, column, declared type, is key
+
+
+def catalog_query(dialect: str) -> str:
+    return _SQLITE_CATALOG if dialect == "sqlite" else _MYSQL_CATALOG
+
+
 def discover(conn: sa.Connection, logical_tables: Sequence[str]) -> list[PhysicalTable]:
     """Every client table of the given logical tables with its columns: one catalog query."""
+    rows = conn.exec_driver_sql(catalog_query(conn.dialect.name))
+    return physical_tables(rows, logical_tables)  # type: ignore[arg-type]
+
+
+def physical_tables(
+    rows: Iterable[CatalogRow], logical_tables: Sequence[str]
+) -> list[PhysicalTable]:
+    """Client tables from catalog rows, mapped to logical tables by name (`<logical>_<id>`)."""
     for name in logical_tables:
         validate_identifier(name, what="logical table")
     pattern = re.compile(rf"^({'|'.join(map(re.escape, logical_tables))})_(\d+)$")
-    query = _SQLITE_CATALOG if conn.dialect.name == "sqlite" else _MYSQL_CATALOG
     columns: dict[str, list[tuple[str, str]]] = defaultdict(list)
     keys: dict[str, list[str]] = defaultdict(list)
-    for table, column, data_type, is_key in conn.exec_driver_sql(query):
+    for table, column, data_type, is_key in rows:
         if pattern.fullmatch(table):
             columns[table].append((column, (data_type or "").lower()))
             if is_key:

@@ -215,13 +215,16 @@ def union_query(
     window = _window(dialect, change_column, low, high)
     key_sum = _key_sum_expression(dialect, tables, key_columns)
     no_values = ", ".join("NULL" for _ in tables[0].columns)
+    columns = _select_list(dialect, tables[0])  # one layout per batch
     text = dialect.text_type
     parts = []
     for table in tables:
+        if table.columns != tables[0].columns:
+            raise ValueError(f"{table.name} does not have the layout of {tables[0].name}")
         name = dialect.quote(validate_identifier(table.name, what="table"))
         origin = f"'{int(table.client_id)}' AS _client_id, '{table.name}' AS _source_table"
         parts.append(
-            f"SELECT {origin}, {_select_list(dialect, table)}, NULL AS {SOURCE_ROWS}, "
+            f"SELECT {origin}, {columns}, NULL AS {SOURCE_ROWS}, "
             f"NULL AS {SOURCE_KEY_SUM} FROM {name} WHERE {window}"
         )
         parts.append(

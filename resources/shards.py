@@ -31,8 +31,8 @@ import yaml
 from pydantic import Field
 
 from resources.identifiers import validate_identifier
-from resources.shard_catalog import PhysicalTable, discover
-from resources.shard_reader import ReadEvent, read_windows
+from resources.shard_catalog import PhysicalTable, catalog_query, discover, physical_tables
+from resources.shard_reader import ReadEvent, connectorx_url, read_windows
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -124,7 +124,19 @@ class ShardConnection:
         self._conn = conn
 
     def discover(self, logical_tables: Sequence[str]) -> list[PhysicalTable]:
-        return discover(self._conn, logical_tables)
+        if self._conn.dialect.name == "sqlite":
+            return discover(self._conn, logical_tables)
+        # ~12 catalog rows per client table: 1.4 million on a shard of the seed platform, read
+        # as Arrow (measured: pymysql spent 4 s in Python on 60,000 rows).
+        import connectorx
+
+        catalog = connectorx.read_sql(
+            connectorx_url(sa.make_url(self.spec.url())),
+            catalog_query("mysql"),
+            return_type="arrow",
+        )
+        rows = zip(*(column.to_pylist() for column in catalog.columns), strict=True)
+        return physical_tables(rows, logical_tables)
 
     def read_windows(
         self,
