@@ -18,7 +18,9 @@ from resources.identifiers import InvalidIdentifierError
 from resources.warehouse import (
     BigQueryWarehouse,
     DuckDBWarehouse,
+    PartitionTarget,
     PartitionWrite,
+    RowScope,
     _bigquery_type,
     partition_predicate,
     sql_literal,
@@ -244,6 +246,38 @@ def test_a_column_new_in_the_data_is_added_before_the_transaction(
         ]
     )
     assert fake_client.deleted == [(staging, True)]
+
+
+def test_streamed_chunks_are_one_load_per_table_and_a_discarded_scope_never_leaves(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """Chunks of one partition (a later one with a drifted column) become one Parquet load job;
+    a scope taken back mid-write (a source read that failed and is read again) is not in it."""
+    target = PartitionTarget("lake", "orders", ("_shard",), (("shard_01",),))
+    retried = RowScope(("_source_table",), (("orders_2",),))
+    with warehouse().partition_sink([target]) as sink:
+        sink.append(target, ORDERS.slice(0, 1))
+        sink.append(target, ORDERS.slice(1, 1), retried)
+        sink.discard(retried)
+        sink.append(target, ORDERS.slice(1, 1).append_column("coupon", pa.array(["WINTER"])))
+
+    [load] = fake_client.loads
+    loaded = pq.read_table(io.BytesIO(load["data"]))
+    assert loaded.column_names == [*ORDERS.column_names, "coupon"]
+    assert loaded.to_pydict()["order_id"] == ["1", "2"]
+    assert loaded.to_pydict()["coupon"] == [None, "WINTER"]
+    [query] = fake_client.queries
+    assert "ADD COLUMN IF NOT EXISTS coupon STRING;" in query["sql"]
+
+
+def test_a_target_without_any_append_is_refused(fake_client: FakeBigQueryClient) -> None:
+    target = PartitionTarget("lake", "orders", ("_shard",), (("shard_01",),))
+    with (
+        pytest.raises(ValueError, match="append an empty table to declare its schema"),
+        warehouse().partition_sink([target]),
+    ):
+        pass
+    assert fake_client.queries == []
 
 
 @pytest.mark.parametrize(
