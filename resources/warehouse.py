@@ -192,6 +192,11 @@ class DuckDBWarehouse(Warehouse):
     """A DuckDB file. dbt-duckdb and Dagster share it, one writer at a time."""
 
     path: str = Field(description="Path of the DuckDB database file.")
+    write_memory_limit: str = Field(
+        default="512MB",
+        description="DuckDB's memory limit while a write replaces partitions; beyond it DuckDB "
+        "spills to disk, so loading a partition of any size keeps memory flat.",
+    )
     lock_timeout_s: float = Field(
         default=120.0,
         description="How long to wait for another process (dbt, a concurrent run) to release "
@@ -261,6 +266,8 @@ class DuckDBWarehouse(Warehouse):
             sink = ParquetSpool(targets, Path(spool))
             yield sink
             with self.connect() as conn:
+                limit = sql_literal(self.write_memory_limit, dialect="duckdb")
+                conn.execute(f"SET memory_limit = {limit}")
                 conn.execute("BEGIN TRANSACTION")
                 try:
                     for target in targets:
