@@ -51,3 +51,24 @@ clean:
 bench-ingest: | $(UV)
 	$(UV) sync --frozen --group bench --compile-bytecode
 	$(VENV)/bin/python bench/ingest.py $(BENCH_ARGS)
+
+# Reverse-ETL benchmark: 10M-row diff in DuckDB, delivery into the local PostgreSQL
+# (127.0.0.1:5432, user postgres, database test) and into a local rate-limited JSON API; compared
+# with the seed's Hightouch rate. See bench/README.md. Options pass through, e.g.
+# `make bench-sync BENCH_ARGS="--rows 1000000"`.
+.PHONY: bench-sync
+bench-sync: install
+	$(VENV)/bin/python bench/sync.py $(BENCH_ARGS)
+
+# Anomaly detection accuracy and speed against Elementary- and re_data-style baselines on
+# labelled series: see bench/README.md. Options pass through, e.g. BENCH_ARGS="--split tune".
+.PHONY: bench-anomaly
+bench-anomaly: install
+	$(VENV)/bin/python bench/anomaly.py $(BENCH_ARGS)
+
+# Code-location load at 1,000 / 5,000 / 10,000 generated dbt models, Minato vs plain
+# @dbt_assets, and the metadata generator at 100,000 tables: see bench/README.md. Options pass
+# through, e.g. `make bench-load BENCH_ARGS="--sizes 1000,5000 --skip-ui"`.
+.PHONY: bench-load
+bench-load: install
+	$(VENV)/bin/python bench/load.py $(BENCH_ARGS)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import dagster as dg
 
+from pipelines.generate.commands import generate, metadata
 from resources.environment import apply_embedded_defaults
 
 
@@ -90,6 +91,10 @@ def manifest() -> None:
     from assets.dbt_models.project import prepare_manifest
 
     click.echo(f"wrote {prepare_manifest()}")
+    # Importing the dbt stages translates their specs once and caches them beside the manifest.
+    from assets.dbt_models import layers
+
+    click.echo(f"cached the specs of {len(layers.dbt_model_assets)} dbt multi-assets")
 
 
 @main.command()
@@ -114,3 +119,65 @@ def ingest(days: tuple[str, ...], shard_names: tuple[str, ...]) -> None:
                     failed.append(str(key))
     if failed:
         raise click.ClickException(f"failed partitions: {', '.join(failed)}")
+
+
+@main.group()
+def anomaly() -> None:
+    """Anomaly detection: on-call's verdicts."""
+
+
+@anomaly.command("feedback")
+@click.option("--metric", required=True, help="Metric name (a file in metric_definitions/).")
+@click.option("--series", "series_id", required=True, help="Series id as in monitoring.anomalies.")
+@click.option("--day", required=True, help="Metric day (YYYY-MM-DD).")
+@click.option("--verdict", required=True, type=click.Choice(["incident", "false_positive"]))
+@click.option("--note", default="", help="Why, for the next on-call.")
+def anomaly_feedback(metric: str, series_id: str, day: str, verdict: str, note: str) -> None:
+    """Record a verdict in monitoring.anomaly_feedback (replaces an earlier one for the point)."""
+    from assets.monitoring.anomalies import METRIC_SPECS
+    from assets.monitoring.feedback import record_feedback
+    from pipelines.definitions import defs
+
+    if metric not in METRIC_SPECS:
+        raise click.BadParameter(f"unknown metric; one of {', '.join(METRIC_SPECS)}")
+    with dg.build_resources({"warehouse": defs.resources["warehouse"]}) as built:
+        record_feedback(
+            built.warehouse, metric, series_id, dt.date.fromisoformat(day), verdict, note
+        )
+    click.echo(f"{metric} [{series_id}] {day}: {verdict}")
+
+
+@main.command()
+@click.option("--start", required=True, help="First business day (YYYY-MM-DD).")
+@click.option("--end", required=True, help="Last business day (YYYY-MM-DD).")
+@click.option("--days-per-run", default=7, show_default=True, help="Business days per run.")
+@click.option("--force", is_flag=True, help="Re-run chunks that are already loaded.")
+def backfill(start: str, end: str, days_per_run: int, force: bool) -> None:
+    """Load every shard's history for a range of business days, resumably.
+
+    The first partition day also loads everything older (a full historical load); a crashed
+    backfill resumes where it stopped when run again.
+    """
+    from assets.ingestion.shard_tables import shard_table_assets
+    from pipelines.backfill import run_backfill
+    from pipelines.environment import build_resources
+
+    with dg.DagsterInstance.get() as instance:
+        result = run_backfill(
+            shard_table_assets,
+            build_resources(),
+            instance,
+            dt.date.fromisoformat(start),
+            dt.date.fromisoformat(end),
+            days_per_run=days_per_run,
+            force=force,
+            echo=click.echo,
+        )
+    if result.failed is not None:
+        raise click.ClickException(
+            f"backfill stopped at {result.failed.first_day}..{result.failed.last_day}"
+        )
+
+
+main.add_command(generate)
+main.add_command(metadata)

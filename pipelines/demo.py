@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from assets.ingestion.landing_files import crm_contacts, search_console_pages
 from assets.ingestion.shard_tables import shard_table_assets
+from assets.monitoring.anomalies import current_anomalies_sql
 from assets.partitions import DAY_DIMENSION, SHARD_DIMENSION, shards
 from pipelines import demo_data
 from pipelines.definitions import defs
@@ -99,10 +100,7 @@ def summarize(warehouse: Warehouse, last_run: dict[str, dict]) -> str:
         counts = ", ".join(f"{t}={count(schema, t):,}" for t in tables)
         lines.append(f"  {schema:<12} {counts}")
     lines.append(f"  quarantined  {count('lake', 'quarantine'):,} row(s) in lake.quarantine")
-    anomalies = warehouse.query_arrow(
-        "SELECT metric, series_id, metric_day, value, lower_bound, upper_bound "
-        "FROM monitoring.anomalies WHERE is_anomaly ORDER BY metric_day, metric, series_id"
-    ).to_pylist()
+    anomalies = warehouse.query_arrow(current_anomalies_sql("monitoring.anomalies")).to_pylist()
     lines.append(f"Anomalies found in the last {RECENT_DAYS} days: {len(anomalies)}")
     for a in anomalies:
         lines.append(

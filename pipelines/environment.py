@@ -82,6 +82,7 @@ def build_resources() -> dict[str, Any]:
         "notifier": Notifier(
             slack_bot_token=_optional("SLACK_BOT_TOKEN"),
             slack_channel=os.environ.get("MINATO_SLACK_CHANNEL", "#data-alerts"),
+            dagster_ui_url=os.environ.get("MINATO_DAGSTER_UI_URL", "http://localhost:3000"),
         ),
         "dbt": dbt_cli(),
     }

@@ -1,48 +1,87 @@
 """BigQuery ML anomaly detection: the exact SQL, that it parses, and the statements a run sends."""
 
 import datetime as dt
+import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 import pytest
 import sqlglot
+from google.cloud import bigquery
 from sqlglot import exp
 from sqlglot.dialects.bigquery import BigQuery
 from sqlglot.tokens import TokenType
 
 from assets.monitoring.bigquery_ml import (
+    BigQueryJobs,
     create_model_sql,
     detect_anomalies_bigquery,
     detect_anomalies_sql,
     detection_query_sql,
-    history_days_sql,
+    latest_day_sql,
     model_reference,
+    trained_series_sql,
     training_query_sql,
 )
-from assets.monitoring.metrics import RESULT_COLUMNS, MetricSpec
+from assets.monitoring.metrics import RESULT_COLUMNS, MetricSpec, series_sql
 from resources.identifiers import InvalidIdentifierError
-from resources.warehouse import BigQueryWarehouse
 
 SOURCE = "`acme-data.prod_monitoring.monitoring_daily_metrics`"
+FEEDBACK = "`acme-data.prod_monitoring.anomaly_feedback`"
 MODEL = "`acme-data.prod_monitoring.anomaly_model_page_clicks`"
 START = dt.date(2025, 5, 4)
-PAGE_CLICKS = MetricSpec(name="page_clicks", description="clicks", direction="spike")
+PAGE_CLICKS = MetricSpec(
+    name="page_clicks", description="clicks", direction="spike", where="metric = 'page_clicks'"
+)
 
-TRAINING_QUERY = """\
-SELECT series_id, metric_day, value
+SERIES = """\
+SELECT
+  COALESCE(CAST(series_id AS STRING), '(null)') AS series_id,
+  CAST(metric_day AS DATE) AS metric_day,
+  SUM(value) AS value
 FROM `acme-data.prod_monitoring.monitoring_daily_metrics`
 WHERE metric = 'page_clicks'
+GROUP BY 1, 2"""
+
+# Two years before the detection window, without confirmed incidents, series with 28+ days.
+TRAINING_QUERY = f"""\
+SELECT series_id, metric_day, value
+FROM (
+{textwrap.indent(SERIES, "  ")}
+) AS metric_series
+WHERE metric_day >= DATE '2023-05-05'
   AND metric_day < DATE '2025-05-04'
   AND value IS NOT NULL
+  AND NOT EXISTS (
+    SELECT 1
+    FROM `acme-data.prod_monitoring.anomaly_feedback` AS feedback
+    WHERE feedback.metric = 'page_clicks'
+      AND feedback.series_id = metric_series.series_id
+      AND feedback.metric_day = metric_series.metric_day
+      AND feedback.verdict = 'incident'
+  )
+QUALIFY COUNT(*) OVER (PARTITION BY series_id) >= 28"""
+
+TRAINED_SERIES = f"""\
+SELECT COUNT(DISTINCT series_id) AS series
+FROM (
+{textwrap.indent(TRAINING_QUERY, "  ")}
+)"""
+
+DETECTION_QUERY = f"""\
+SELECT series_id, metric_day, value
+FROM (
+{textwrap.indent(SERIES, "  ")}
+) AS metric_series
+WHERE metric_day >= DATE '2025-05-04'
+  AND value IS NOT NULL
   AND series_id IN (
-    SELECT series_id
-    FROM `acme-data.prod_monitoring.monitoring_daily_metrics`
-    WHERE metric = 'page_clicks'
-      AND metric_day < DATE '2025-05-04'
-      AND value IS NOT NULL
-    GROUP BY series_id
-    HAVING COUNT(*) >= 28
+    SELECT DISTINCT series_id
+    FROM (
+{textwrap.indent(TRAINING_QUERY, "      ")}
+    )
   )"""
 
 CREATE_MODEL = f"""\
@@ -53,12 +92,13 @@ OPTIONS (
   time_series_data_col = 'value',
   time_series_id_col = ['series_id'],
   data_frequency = 'DAILY',
-  holiday_region = 'JP'
+  holiday_region = 'JP',
+  auto_arima_max_order = 2
 )
 AS
 {TRAINING_QUERY}"""
 
-DETECT = """\
+DETECT = f"""\
 SELECT
   'page_clicks' AS metric,
   CAST(series_id AS STRING) AS series_id,
@@ -72,31 +112,16 @@ FROM ML.DETECT_ANOMALIES(
   MODEL `acme-data.prod_monitoring.anomaly_model_page_clicks`,
   STRUCT(0.999 AS anomaly_prob_threshold),
   (
-    SELECT series_id, metric_day, value
-    FROM `acme-data.prod_monitoring.monitoring_daily_metrics`
-    WHERE metric = 'page_clicks'
-      AND metric_day >= DATE '2025-05-04'
-      AND value IS NOT NULL
-      AND series_id IN (
-        SELECT series_id
-        FROM `acme-data.prod_monitoring.monitoring_daily_metrics`
-        WHERE metric = 'page_clicks'
-          AND metric_day < DATE '2025-05-04'
-          AND value IS NOT NULL
-        GROUP BY series_id
-        HAVING COUNT(*) >= 28
-      )
+{textwrap.indent(DETECTION_QUERY, "    ")}
   )
 )
 WHERE is_anomaly IS NOT NULL"""
 
-HISTORY_DAYS = """\
-SELECT metric, series_id, COUNT(*) AS history_days
-FROM `acme-data.prod_monitoring.monitoring_daily_metrics`
-WHERE metric IN ('gmv_by_category', 'page_clicks')
-  AND metric_day < DATE '2025-05-04'
-  AND value IS NOT NULL
-GROUP BY metric, series_id"""
+LATEST_DAY = f"""\
+SELECT MAX(metric_day) AS latest_day
+FROM (
+{textwrap.indent(SERIES, "  ")}
+) AS metric_series"""
 
 
 def _parse_detect_anomalies(parser: Any) -> exp.Expression:
@@ -119,13 +144,24 @@ def parse_bigquery(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], 
     yield lambda sql: sqlglot.parse_one(sql, read="bigquery")
 
 
-def test_training_and_detection_queries_are_exact() -> None:
-    assert training_query_sql(SOURCE, PAGE_CLICKS, START) == TRAINING_QUERY
-    detection = detection_query_sql(SOURCE, PAGE_CLICKS, START)
-    assert detection == TRAINING_QUERY.replace(
-        "metric_day < DATE '2025-05-04'\n  AND value IS NOT NULL\n  AND series_id",
-        "metric_day >= DATE '2025-05-04'\n  AND value IS NOT NULL\n  AND series_id",
+def test_series_training_and_detection_queries_are_exact() -> None:
+    assert series_sql(PAGE_CLICKS, SOURCE) == SERIES
+    assert latest_day_sql(SERIES) == LATEST_DAY
+    training = training_query_sql(SERIES, PAGE_CLICKS, START, FEEDBACK)
+    assert training == TRAINING_QUERY
+    assert trained_series_sql(training) == TRAINED_SERIES
+    assert detection_query_sql(SERIES, START, training) == DETECTION_QUERY
+
+
+def test_training_window_follows_training_days_and_min_history() -> None:
+    spec = MetricSpec(
+        name="m", description="d", direction="both", training_days=90, min_history_days=40
     )
+    training = training_query_sql(SERIES, spec, START, FEEDBACK)
+    assert "WHERE metric_day >= DATE '2025-02-03'\n  AND metric_day < DATE '2025-05-04'\n" in (
+        training
+    )
+    assert training.endswith("QUALIFY COUNT(*) OVER (PARTITION BY series_id) >= 40")
 
 
 def test_create_model_sql_is_exact() -> None:
@@ -135,6 +171,7 @@ def test_create_model_sql_is_exact() -> None:
         timestamp_col="metric_day",
         data_col="value",
         id_cols=["series_id"],
+        auto_arima_max_order=2,
     )
     assert sql == CREATE_MODEL
 
@@ -167,8 +204,9 @@ def test_create_model_sql_with_every_option() -> None:
 
 
 def test_detect_anomalies_sql_is_exact() -> None:
-    detection = detection_query_sql(SOURCE, PAGE_CLICKS, START)
-    sql = detect_anomalies_sql(MODEL, 0.999, detection, metric="page_clicks", direction="spike")
+    sql = detect_anomalies_sql(
+        MODEL, 0.999, DETECTION_QUERY, metric="page_clicks", direction="spike"
+    )
     assert sql == DETECT
 
 
@@ -186,20 +224,15 @@ def test_direction_narrows_bigquery_flags(direction: str, flag: str) -> None:
     assert "STRUCT(0.95 AS anomaly_prob_threshold)" in sql
 
 
-def test_history_days_sql_is_exact() -> None:
-    assert history_days_sql(SOURCE, ["gmv_by_category", "page_clicks"], START) == HISTORY_DAYS
-
-
 def test_every_statement_parses_as_bigquery(
     parse_bigquery: Callable[[str], exp.Expression],
 ) -> None:
     assert isinstance(parse_bigquery(CREATE_MODEL), exp.Create)
-    assert isinstance(parse_bigquery(TRAINING_QUERY), exp.Select)
-    assert isinstance(parse_bigquery(HISTORY_DAYS), exp.Select)
-    detection = detection_query_sql(SOURCE, PAGE_CLICKS, START)
-    assert isinstance(parse_bigquery(detection), exp.Select)
+    for query in (SERIES, LATEST_DAY, TRAINING_QUERY, TRAINED_SERIES, DETECTION_QUERY):
+        assert isinstance(parse_bigquery(query), exp.Select)
+    assert isinstance(parse_bigquery(TRAINING_QUERY).args.get("qualify"), exp.Qualify)
     for direction in ("both", "spike", "drop"):
-        sql = detect_anomalies_sql(MODEL, 0.999, detection, metric="m", direction=direction)
+        sql = detect_anomalies_sql(MODEL, 0.999, DETECTION_QUERY, metric="m", direction=direction)
         tree = parse_bigquery(sql)
         call = tree.find(exp.Anonymous)
         assert call is not None and call.name == "DETECT_ANOMALIES"
@@ -258,72 +291,95 @@ def test_names_and_options_reaching_sql_are_validated() -> None:
             detect_anomalies_sql(MODEL, threshold, query, metric="m")
 
 
-class RecordingWarehouse:
-    """Stands in for BigQueryWarehouse: records the SQL, answers with canned Arrow tables."""
+class FakeJob:
+    def __init__(self, table: pa.Table, bytes_billed: int) -> None:
+        self._table = table
+        self.total_bytes_billed = bytes_billed
 
-    kind = "bigquery"
+    def to_arrow(self) -> pa.Table:
+        return self._table
 
-    def __init__(self, answers: list[pa.Table]) -> None:
-        # The real resource names things, so model and table names are the production ones.
-        self._names = BigQueryWarehouse(project="acme-data", dataset_prefix="prod_")
+
+class FakeClient:
+    """Stands in for google.cloud.bigquery.Client: records each job's SQL and cost guard."""
+
+    def __init__(self, answers: list[tuple[pa.Table, int]]) -> None:
         self._answers = list(answers)
-        self.sent: list[tuple[str, str]] = []
+        self.sent: list[tuple[str, int | None]] = []
 
-    def qualified(self, schema: str, table: str) -> str:
-        return self._names.qualified(schema, table)
-
-    def execute(self, sql: str) -> None:
-        self.sent.append(("execute", sql))
-
-    def query_arrow(self, sql: str) -> pa.Table:
-        self.sent.append(("query", sql))
-        return self._answers.pop(0)
+    def query(self, sql: str, job_config: bigquery.QueryJobConfig) -> FakeJob:
+        self.sent.append((sql, job_config.maximum_bytes_billed))
+        return FakeJob(*self._answers.pop(0))
 
 
-def test_bigquery_run_sends_exactly_these_statements() -> None:
-    specs = {
-        "gmv_by_category": MetricSpec(name="gmv_by_category", description="gmv", direction="drop"),
-        "page_clicks": PAGE_CLICKS,
+DETECTED = pa.table(
+    {
+        "metric": ["page_clicks", "page_clicks"],
+        "series_id": ["/", "/help/delivery-delay"],
+        "metric_day": [dt.date(2025, 5, 10), dt.date(2025, 5, 10)],
+        "value": [120.0, 1770.0],
+        "is_anomaly": [False, True],
+        "lower_bound": [90.0, 230.0],
+        "upper_bound": [150.0, 380.0],
+        "anomaly_probability": [0.4, 1.0],
     }
-    history_days = pa.table(
-        {
-            "metric": ["gmv_by_category", "page_clicks", "page_clicks"],
-            "series_id": ["アウトドア", "/", "/help/delivery-delay"],
-            # gmv has too little history for BigQuery ML to train on: no model is created.
-            "history_days": [20, 56, 56],
-        }
-    )
-    detected = pa.table(
-        {
-            "metric": ["page_clicks", "page_clicks"],
-            "series_id": ["/", "/help/delivery-delay"],
-            "metric_day": [dt.date(2025, 5, 10), dt.date(2025, 5, 10)],
-            "value": [120.0, 1770.0],
-            "is_anomaly": [False, True],
-            "lower_bound": [90.0, 230.0],
-            "upper_bound": [150.0, 380.0],
-            "anomaly_probability": [0.4, 1.0],
-        }
-    )
-    warehouse = RecordingWarehouse([history_days, detected])
+)
 
-    result = detect_anomalies_bigquery(warehouse, START, specs)  # type: ignore[arg-type]
 
-    assert warehouse.sent == [
-        ("query", HISTORY_DAYS),
-        ("execute", CREATE_MODEL),
-        ("query", DETECT),
-    ]
+def _run(client: FakeClient, spec: MetricSpec, warehouse_limit: int | None = None):
+    jobs = BigQueryJobs(client, warehouse_limit)
+    result = detect_anomalies_bigquery(
+        jobs,
+        spec,
+        series_query=SERIES,
+        model=MODEL,
+        feedback_table=FEEDBACK,
+        detection_start=START,
+    )
+    return jobs, result
+
+
+def test_bigquery_run_sends_exactly_these_jobs_and_counts_bytes_billed() -> None:
+    empty = pa.table({"x": pa.array([], pa.int64())})
+    client = FakeClient(
+        [(pa.table({"series": [2]}), 10_485_760), (empty, 52_428_800), (DETECTED, 20_971_520)]
+    )
+
+    jobs, result = _run(client, PAGE_CLICKS)
+
+    limit = 10 * 1024**3  # the metric's maximum_bytes_billed default
+    assert client.sent == [(TRAINED_SERIES, limit), (CREATE_MODEL, limit), (DETECT, limit)]
+    assert jobs.bytes_billed == 10_485_760 + 52_428_800 + 20_971_520
     assert tuple(result.columns) == RESULT_COLUMNS
-    assert result.to_dict("records") == detected.to_pylist()
+    assert result.to_dict("records") == DETECTED.to_pylist()
 
 
-def test_bigquery_run_with_nothing_trainable_sends_only_the_history_query() -> None:
-    empty = pa.table({"metric": [], "series_id": [], "history_days": []})
-    warehouse = RecordingWarehouse([empty])
+def test_cost_guard_and_model_options_come_from_the_metric() -> None:
+    spec = replace(
+        PAGE_CLICKS,
+        auto_arima_max_order=4,
+        maximum_bytes_billed=1_000_000_000,
+        frequency="WEEKLY",
+        holiday_region="US",
+    )
+    client = FakeClient([(pa.table({"series": [1]}), 0), (pa.table({}), 0), (DETECTED, 0)])
 
-    result = detect_anomalies_bigquery(warehouse, START, {"page_clicks": PAGE_CLICKS})  # type: ignore[arg-type]
+    _run(client, spec, warehouse_limit=500_000_000)
 
-    assert [kind for kind, _ in warehouse.sent] == ["query"]
+    # The stricter of the metric's and the warehouse's limits applies to every job.
+    assert [limit for _, limit in client.sent] == [500_000_000] * 3
+    create = client.sent[1][0]
+    assert "  auto_arima_max_order = 4\n" in create
+    assert "  data_frequency = 'WEEKLY',\n" in create
+    assert "  holiday_region = 'US',\n" in create
+
+
+def test_bigquery_run_with_nothing_trainable_sends_only_the_count() -> None:
+    client = FakeClient([(pa.table({"series": [0]}), 10_485_760)])
+
+    jobs, result = _run(client, PAGE_CLICKS)
+
+    assert [sql for sql, _ in client.sent] == [TRAINED_SERIES]
+    assert jobs.bytes_billed == 10_485_760
     assert result.empty
     assert tuple(result.columns) == RESULT_COLUMNS

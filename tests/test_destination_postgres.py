@@ -15,7 +15,13 @@ import pytest
 from pydantic import Field
 
 from assets.sync import build_sync_asset, build_sync_check, sync_specs
-from resources.destinations import DestinationConnectionError, PostgresDestination
+from resources.destinations import (
+    Batch,
+    BatchRejectedError,
+    DestinationConnectionError,
+    PostgresDestination,
+    Rejection,
+)
 from resources.notifications import Notifier
 from resources.warehouse import DuckDBWarehouse
 from tests.servers import require_server
@@ -44,6 +50,13 @@ def fetch(schema: str, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
+def write(
+    destination: PostgresDestination, operation: str, rows: pa.Table, table: str = "crm_contacts"
+) -> list[Rejection]:
+    key = rows.schema.names[0]
+    return destination.write(Batch(table, (key,), operation, rows, "test"))  # type: ignore[arg-type]
+
+
 def contacts(*ids: str | None, stage: str = "customer") -> pa.Table:
     return pa.table(
         {
@@ -60,8 +73,8 @@ def contacts(*ids: str | None, stage: str = "customer") -> pa.Table:
 @pytest.mark.postgres
 def test_upsert_creates_keyed_table_and_updates_rows(schema: str) -> None:
     destination = PostgresDestination(url=URL, schema_name=schema)
-    destination.upsert("crm_contacts", ["contact_id"], contacts("c01", "c02"))
-    destination.upsert("crm_contacts", ["contact_id"], contacts("c02", "c03", stage="churned"))
+    write(destination, "upsert", table="crm_contacts", rows=contacts("c01", "c02"))
+    write(destination, "upsert", table="crm_contacts", rows=contacts("c02", "c03", stage="churned"))
 
     assert fetch(
         schema, "SELECT contact_id, lifecycle_stage FROM crm_contacts ORDER BY contact_id"
@@ -90,18 +103,20 @@ def test_upsert_creates_keyed_table_and_updates_rows(schema: str) -> None:
 @pytest.mark.postgres
 def test_delete_removes_only_the_given_keys(schema: str) -> None:
     destination = PostgresDestination(url=URL, schema_name=schema)
-    destination.delete("crm_contacts", ["contact_id"], pa.table({"contact_id": ["c01"]}))
-    destination.upsert("crm_contacts", ["contact_id"], contacts("c01", "c02", "c03"))
-    destination.delete("crm_contacts", ["contact_id"], pa.table({"contact_id": ["c01", "c03"]}))
+    write(destination, "delete", table="crm_contacts", rows=pa.table({"contact_id": ["c01"]}))
+    write(destination, "upsert", table="crm_contacts", rows=contacts("c01", "c02", "c03"))
+    write(
+        destination, "delete", table="crm_contacts", rows=pa.table({"contact_id": ["c01", "c03"]})
+    )
     assert fetch(schema, "SELECT contact_id FROM crm_contacts") == [("c02",)]
 
 
 @pytest.mark.postgres
 def test_a_batch_is_all_or_nothing(schema: str) -> None:
     destination = PostgresDestination(url=URL, schema_name=schema)
-    destination.upsert("crm_contacts", ["contact_id"], contacts("c01"))
-    with pytest.raises(psycopg.errors.NotNullViolation):
-        destination.upsert("crm_contacts", ["contact_id"], contacts("c02", None, stage="lost"))
+    write(destination, "upsert", table="crm_contacts", rows=contacts("c01"))
+    with pytest.raises(BatchRejectedError, match="null value"):
+        write(destination, "upsert", table="crm_contacts", rows=contacts("c02", None, stage="lost"))
     assert fetch(schema, "SELECT contact_id, lifecycle_stage FROM crm_contacts") == [
         ("c01", "customer")
     ]
@@ -110,28 +125,30 @@ def test_a_batch_is_all_or_nothing(schema: str) -> None:
 @pytest.mark.postgres
 def test_new_columns_are_added(schema: str) -> None:
     destination = PostgresDestination(url=URL, schema_name=schema)
-    destination.upsert("t", ["id"], pa.table({"id": [1], "x": ["a"]}))
-    destination.upsert("t", ["id"], pa.table({"id": [1], "x": ["b"], "y": [2.5]}))
+    write(destination, "upsert", table="t", rows=pa.table({"id": [1], "x": ["a"]}))
+    write(destination, "upsert", table="t", rows=pa.table({"id": [1], "x": ["b"], "y": [2.5]}))
     assert fetch(schema, "SELECT id, x, y FROM t") == [(1, "b", 2.5)]
 
 
 class FlakyPostgres(PostgresDestination):
-    """Counts upserted keys in a file and rejects the calls listed in `fail_calls`."""
+    """Writes the keys of every call to a file and refuses batches holding `refuse_keys`."""
 
     record_path: str
-    fail_calls: list[int] = Field(default_factory=list)
+    refuse_keys: list[str] = Field(default_factory=list)
 
-    def upsert(self, table: str, key_columns: Sequence[str], rows: pa.Table) -> None:
+    def write(self, batch: Batch) -> list[Rejection]:
         path = Path(self.record_path)
         previous = path.read_text().splitlines() if path.exists() else []
-        if len(previous) + 1 in self.fail_calls:
+        keys = batch.rows.column("contact_id").to_pylist()
+        if set(keys) & set(self.refuse_keys):
             path.write_text("\n".join([*previous, "rejected", ""]))
-            raise RuntimeError("CRM rejected the batch")
-        super().upsert(table, key_columns, rows)
-        path.write_text("\n".join([*previous, ",".join(rows.column("contact_id").to_pylist()), ""]))
+            raise BatchRejectedError("CRM rejected the batch")
+        rejections = super().write(batch)
+        path.write_text("\n".join([*previous, ",".join(keys), ""]))
+        return rejections
 
 
-def sync(tmp_path: Path, schema: str, fail_calls: Sequence[int] = ()) -> dict[str, object]:
+def sync(tmp_path: Path, schema: str, refuse_keys: Sequence[str] = ()) -> dict[str, object]:
     sync_spec = CRM_SPEC.model_copy(update={"batch_size": 2})
     result = dg.materialize(
         [build_sync_asset(sync_spec), build_sync_check(sync_spec)],
@@ -141,7 +158,7 @@ def sync(tmp_path: Path, schema: str, fail_calls: Sequence[int] = ()) -> dict[st
                 url=URL,
                 schema_name=schema,
                 record_path=str(tmp_path / "calls.txt"),
-                fail_calls=list(fail_calls),
+                refuse_keys=list(refuse_keys),
             ),
             "notifier": Notifier(),
         },
@@ -166,29 +183,34 @@ def test_sync_into_postgres_sends_only_differences(tmp_path: Path, schema: str) 
     assert fetch(
         schema, "SELECT contact_id, lifecycle_stage FROM crm_contacts ORDER BY contact_id"
     ) == [("c01", "customer"), ("c03", "churned"), ("c04", "lead")]
-    assert (tmp_path / "calls.txt").read_text().splitlines() == ["c01,c02", "c03", "c03,c04"]
+    # Upserts, then the delete of c02 (mirror).
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert calls == ["c01,c02", "c03", "c03,c04", "c02"]
 
 
 @pytest.mark.postgres
-def test_rejected_batch_is_resent_alone(tmp_path: Path, schema: str) -> None:
+def test_refused_record_is_isolated_and_retried(tmp_path: Path, schema: str) -> None:
     warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
     warehouse.overwrite_table(
         "service_crm", "service_crm_contacts", contacts("c01", "c02", "c03", "c04", "c05")
     )
-    first = sync(tmp_path, schema, fail_calls=[2])
-    assert (first["rows_sent"], first["rows_failed"]) == (3, 2)
+    first = sync(tmp_path, schema, refuse_keys=["c03"])
+    assert (first["rows_sent"], first["rows_failed"]) == (4, 1)
     assert fetch(schema, "SELECT contact_id FROM crm_contacts ORDER BY 1") == [
         ("c01",),
         ("c02",),
+        ("c04",),
         ("c05",),
     ]
     second = sync(tmp_path, schema)
-    assert (second["rows_sent"], second["rows_failed"]) == (2, 0)
+    assert (second["rows_sent"], second["rows_failed"]) == (1, 0)
     assert (tmp_path / "calls.txt").read_text().splitlines() == [
         "c01,c02",
-        "rejected",
+        "rejected",  # c03 and c04: split
+        "rejected",  # c03 alone: kept in the rejected-rows table
+        "c04",
         "c05",
-        "c03,c04",
+        "c03",  # retried by the next run
     ]
     assert fetch(schema, "SELECT count(*) FROM crm_contacts") == [(5,)]
 
@@ -197,7 +219,31 @@ def test_connection_errors_never_show_the_password() -> None:
     destination = PostgresDestination(url="postgresql://crm:s3cr3t-pw@127.0.0.1:1/crm")
     assert "s3cr3t-pw" not in repr(destination)
     with pytest.raises(DestinationConnectionError) as error:
-        destination.upsert("crm_contacts", ["contact_id"], contacts("c01"))
+        write(destination, "upsert", table="crm_contacts", rows=contacts("c01"))
     assert "s3cr3t-pw" not in str(error.value)
     assert error.value.__cause__ is None
     assert error.value.__context__ is None
+
+
+@pytest.mark.postgres
+def test_insert_and_update_modes_and_csv_nulls(schema: str) -> None:
+    destination = PostgresDestination(url=URL, schema_name=schema)
+    rows = pa.table({"id": ["a", "b"], "note": ["", None], "n": pa.array([1, None], pa.int64())})
+    assert write(destination, "insert", table="t", rows=rows) == []
+    # '' and NULL stay apart through the CSV COPY.
+    assert fetch(schema, "SELECT id, note, n FROM t ORDER BY id") == [
+        ("a", "", 1),
+        ("b", None, None),
+    ]
+    changed = pa.table({"id": ["a", "c"], "note": ["x", "y"], "n": pa.array([2, 3], pa.int64())})
+    assert write(destination, "insert", table="t", rows=changed) == []  # a is left as it was
+    assert write(destination, "update", table="t", rows=changed.slice(0, 1)) == []
+    missing = pa.table({"id": ["d", "a"], "note": ["z", "w"], "n": pa.array([4, 5], pa.int64())})
+    (refused,) = write(destination, "update", table="t", rows=missing)
+    assert refused.index == 0
+    assert "mode update never creates records" in refused.reason
+    assert fetch(schema, "SELECT id, note, n FROM t ORDER BY id") == [
+        ("a", "w", 5),
+        ("b", None, None),
+        ("c", "y", 3),
+    ]

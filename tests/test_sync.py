@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import logging
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,12 +20,19 @@ from assets.sync import (
     build_sync_asset,
     build_sync_check,
     load_sync_specs,
+    run_sync,
     sync_assets,
     sync_checks,
     sync_specs,
 )
-from assets.sync.diff import check_source_keys, pending_removals, pending_upserts
-from resources.destinations import SQLiteDestination
+from assets.sync.diff import SyncStore, check_source_keys
+from resources.destinations import (
+    Batch,
+    BatchRejectedError,
+    Rejection,
+    SQLiteDestination,
+    TransientDestinationError,
+)
 from resources.notifications import Notifier
 from resources.warehouse import BigQueryWarehouse, DuckDBWarehouse
 
@@ -62,10 +70,14 @@ def contacts(*ids: str | None) -> list[dict[str, object]]:
 
 
 class RecordingDestination(SQLiteDestination):
-    """SQLite that writes every call to a JSON-lines file and can reject chosen calls."""
+    """SQLite that writes every call to a JSON-lines file; it refuses chosen calls, batches
+    holding chosen keys, and can crash (as if the process died) at a chosen call."""
 
     record_path: str
     fail_calls: list[int] = Field(default_factory=list)
+    refuse_keys: list[str] = Field(default_factory=list)
+    crash_at_call: int = 0
+    down_after_call: int = 0  # From this call on, every call fails as a network error would.
 
     def _record(self, op: str, keys: Sequence[str], ok: bool) -> None:
         with open(self.record_path, "a", encoding="utf-8") as f:
@@ -75,16 +87,23 @@ class RecordingDestination(SQLiteDestination):
         path = Path(self.record_path)
         return 1 + (len(path.read_text().splitlines()) if path.exists() else 0)
 
-    def upsert(self, table: str, key_columns: Sequence[str], rows: pa.Table) -> None:
-        rejected = self._call_number() in self.fail_calls
-        self._record("upsert", rows.column("contact_id").to_pylist(), ok=not rejected)
+    def write(self, batch: Batch) -> list[Rejection]:
+        call = self._call_number()
+        keys = batch.rows.column("contact_id").to_pylist()
+        rejected = call in self.fail_calls or bool(set(keys) & set(self.refuse_keys))
+        if self.down_after_call and call > self.down_after_call:
+            raise TransientDestinationError("CRM unreachable")
+        crashed = Path(f"{self.record_path}.crashed")
+        if crashed.exists():  # The "process" is dead: nothing more reaches the CRM.
+            raise SystemExit("killed")
+        if call == self.crash_at_call:
+            super().write(batch)  # Applied, but the process dies before the acknowledgement.
+            crashed.touch()
+            raise SystemExit("killed")
+        self._record(batch.operation, keys, ok=not rejected)
         if rejected:
-            raise RuntimeError("CRM rejected the batch")
-        super().upsert(table, key_columns, rows)
-
-    def delete(self, table: str, key_columns: Sequence[str], keys: pa.Table) -> None:
-        self._record("delete", keys.column("contact_id").to_pylist(), ok=True)
-        super().delete(table, key_columns, keys)
+            raise BatchRejectedError(f"CRM refused a batch holding {sorted(self.refuse_keys)}")
+        return super().write(batch)
 
 
 class RecordingNotifier(Notifier):
@@ -108,10 +127,22 @@ class Env:
         self.warehouse.overwrite_table("service_crm", "service_crm_contacts", table)
 
     def sync(
-        self, spec: SyncSpec = CRM_SPEC, fail_calls: Sequence[int] = ()
+        self,
+        spec: SyncSpec = CRM_SPEC,
+        fail_calls: Sequence[int] = (),
+        refuse_keys: Sequence[str] = (),
+        crash_at_call: int = 0,
+        down_after_call: int = 0,
     ) -> dg.ExecuteInProcessResult:
         destination = RecordingDestination(
-            path=str(self.crm_path), record_path=str(self.calls_path), fail_calls=list(fail_calls)
+            path=str(self.crm_path),
+            record_path=str(self.calls_path),
+            fail_calls=list(fail_calls),
+            refuse_keys=list(refuse_keys),
+            crash_at_call=crash_at_call,
+            down_after_call=down_after_call,
+            max_attempts=3,
+            backoff_initial_s=0.001,
         )
         return dg.materialize(
             [dg.AssetSpec(MART), build_sync_asset(spec), build_sync_check(spec)],
@@ -147,6 +178,11 @@ class Env:
             "SELECT contact_id FROM sync_state.crm_contacts ORDER BY contact_id"
         )
         return table.column("contact_id").to_pylist()
+
+    def rejected(self) -> list[dict[str, object]]:
+        return self.warehouse.query_arrow(
+            "SELECT contact_id, _op, _reason FROM sync_state.crm_contacts__rejected ORDER BY 1"
+        ).to_pylist()
 
 
 def metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
@@ -187,7 +223,7 @@ def test_exports_the_crm_contacts_sync() -> None:
     assert not next(iter(check.check_specs)).blocking
     assert CRM_SPEC.mode == "mirror"
     assert CRM_SPEC.destination_table == "crm_contacts"
-    assert CRM_SPEC.primary_key == ("contact_id",)
+    assert CRM_SPEC.key_columns == ("contact_id",)
 
 
 def test_first_sync_sends_every_row(env: Env) -> None:
@@ -253,31 +289,149 @@ def test_upsert_mode_keeps_rows_removed_from_the_source(env: Env) -> None:
     assert [call["op"] for call in env.calls()] == ["upsert"]
 
 
-def test_rejected_batch_is_counted_and_resent_alone_next_run(env: Env) -> None:
-    spec = CRM_SPEC.model_copy(update={"batch_size": 2})
-    env.set_source(contacts("c01", "c02", "c03", "c04", "c05"))
+def test_refused_record_is_isolated_kept_with_reason_and_retried(env: Env) -> None:
+    spec = CRM_SPEC.model_copy(update={"batch_size": 4})
+    env.set_source(contacts("c01", "c02", "c03", "c04", "c05", "c06"))
 
-    first = env.sync(spec, fail_calls=[2])
-    assert first.success  # A rejected batch fails the check, not the run.
+    first = env.sync(spec, refuse_keys=["c03"])
+    assert first.success  # A refused record fails the check, not the run.
     meta = metadata(first)
-    assert meta["rows_sent"] == 3
-    assert meta["rows_failed"] == 2
+    assert (meta["rows_sent"], meta["rows_failed"], meta["batch_splits"]) == (5, 1, 2)
     assert not check_passed(first)
-    assert env.state_keys() == ["c01", "c02", "c05"]  # Later batches still went.
-    assert sorted(env.crm_rows()) == ["c01", "c02", "c05"]
+    # The refused batch was halved until c03 stood alone; its neighbours went through.
+    assert [(c["keys"], c["ok"]) for c in env.calls()] == [
+        (["c01", "c02", "c03", "c04"], False),
+        (["c01", "c02"], True),
+        (["c03", "c04"], False),
+        (["c03"], False),
+        (["c04"], True),
+        (["c05", "c06"], True),
+    ]
+    assert env.state_keys() == ["c01", "c02", "c04", "c05", "c06"]
+    assert sorted(env.crm_rows()) == ["c01", "c02", "c04", "c05", "c06"]
+    (rejected,) = env.rejected()
+    assert rejected["contact_id"] == "c03"
+    assert rejected["_op"] == "upsert"
+    assert "CRM refused a batch" in rejected["_reason"]
     (alert,) = env.alerts()
     assert "crm_contacts" in alert
-    assert "2 row(s) failed" in alert
+    assert "1 row(s) failed" in alert
+    assert "crm_contacts__rejected" in alert
 
-    second = env.sync(spec)
-    assert metadata(second)["rows_sent"] == 2
-    assert metadata(second)["rows_failed"] == 0
+    second = env.sync(spec)  # The CRM accepts c03 now.
+    assert (metadata(second)["rows_sent"], metadata(second)["rows_failed"]) == (1, 0)
     assert check_passed(second)
+    assert env.calls()[-1] == {"op": "upsert", "keys": ["c03"], "ok": True}
+    acknowledged = [key for call in env.calls() if call["ok"] for key in call["keys"]]
+    assert sorted(acknowledged) == ["c01", "c02", "c03", "c04", "c05", "c06"]  # Each once.
+    assert env.rejected() == []
+    assert sorted(env.crm_rows()) == ["c01", "c02", "c03", "c04", "c05", "c06"]
+
+
+def test_crash_mid_sync_resumes_without_resending_or_losing(env: Env) -> None:
+    spec = CRM_SPEC.model_copy(update={"batch_size": 2})
+    env.set_source(contacts("c01", "c02", "c03", "c04", "c05", "c06", "c07"))
+    destination = RecordingDestination(
+        path=str(env.crm_path), record_path=str(env.calls_path), crash_at_call=3
+    )
+    log = logging.getLogger("test_sync")
+    with pytest.raises(SystemExit):
+        run_sync(spec, env.warehouse, destination, log)
+    # c05 and c06 reached the CRM, the acknowledgement did not: the plan is still open.
+    assert sorted(env.crm_rows()) == ["c01", "c02", "c03", "c04", "c05", "c06"]
+    assert env.state_keys() == []
+
+    Path(f"{env.calls_path}.crashed").unlink()
+    destination = RecordingDestination(path=str(env.crm_path), record_path=str(env.calls_path))
+    report = run_sync(spec, env.warehouse, destination, log)
+    assert report.resumed_batches == 2
     calls = env.calls()
-    assert calls[-1] == {"op": "upsert", "keys": ["c03", "c04"], "ok": True}
-    acknowledged = [key for call in calls if call["ok"] for key in call["keys"]]
-    assert sorted(acknowledged) == ["c01", "c02", "c03", "c04", "c05"]  # Each sent once.
+    # Batches 1 and 2 were journaled and never sent again; batch 3 is replayed once with its
+    # key (a merge by key: no further effect), batch 4 is sent for the first time.
+    assert [c["keys"] for c in calls] == [["c01", "c02"], ["c03", "c04"], ["c05", "c06"], ["c07"]]
+    assert (report.sent, report.added) == (3, 3)
+    assert env.state_keys() == ["c01", "c02", "c03", "c04", "c05", "c06", "c07"]
+    assert sorted(env.crm_rows()) == ["c01", "c02", "c03", "c04", "c05", "c06", "c07"]
+    assert run_sync(spec, env.warehouse, destination, log).sent == 0
+
+
+def test_unreachable_destination_fails_alerts_and_keeps_what_was_delivered(env: Env) -> None:
+    spec = CRM_SPEC.model_copy(update={"batch_size": 2})
+    env.set_source(contacts("c01", "c02", "c03", "c04", "c05"))
+    result = env.sync(spec, down_after_call=1)
+    assert not result.success
+    assert "failed 3 times, last: CRM unreachable" in failure_message(result)
+    (alert,) = env.alerts()
+    assert alert.startswith("Sync crm_contacts to sqlite table crm_contacts failed")
+    assert env.state_keys() == ["c01", "c02"]  # The acknowledged batch is kept.
+    assert metadata(env.sync(spec))["rows_sent"] == 3  # The rest goes on the next run.
     assert sorted(env.crm_rows()) == ["c01", "c02", "c03", "c04", "c05"]
+
+
+def test_update_mode_changes_only_existing_records(env: Env) -> None:
+    spec = CRM_SPEC.model_copy(update={"mode": "update"})
+    env.set_source(contacts("c01"))
+    env.sync(CRM_SPEC.model_copy(update={"mode": "upsert"}))  # The CRM knows c01 only.
+    env.set_source([contact("c01", lifecycle_stage="churned"), contact("c02")])
+    result = env.sync(spec)
+    meta = metadata(result)
+    assert (meta["rows_added"], meta["rows_changed"], meta["rows_sent"]) == (1, 1, 1)
+    assert meta["rows_failed"] == 1
+    assert env.crm_rows()["c01"][0] == "churned"
+    assert sorted(env.crm_rows()) == ["c01"]
+    (rejected,) = env.rejected()
+    assert rejected["contact_id"] == "c02"
+    assert "mode update never creates records" in rejected["_reason"]
+
+
+def test_insert_mode_sends_new_keys_only(env: Env) -> None:
+    spec = CRM_SPEC.model_copy(update={"mode": "insert"})
+    env.set_source(contacts("c01"))
+    env.sync(spec)
+    env.set_source([contact("c01", lifecycle_stage="churned"), contact("c02")])
+    meta = metadata(env.sync(spec))
+    assert (meta["rows_added"], meta["rows_changed"], meta["rows_sent"]) == (1, 0, 1)
+    assert env.crm_rows()["c01"][0] == "customer"  # Never changed after the insert.
+    assert sorted(env.crm_rows()) == ["c01", "c02"]
+    assert [c["op"] for c in env.calls()] == ["insert", "insert"]
+
+
+def test_column_mapping_renames_fields_in_the_destination(env: Env) -> None:
+    spec = CRM_SPEC.model_copy(
+        update={
+            "primary_key": {"contact_id": "external_id"},
+            "columns": {"lifecycle_stage": "stage", "lifetime_orders": "orders"},
+        }
+    )
+    env.set_source(contacts("c01"))
+    destination = SQLiteDestination(path=str(env.crm_path))
+    run_sync(spec, env.warehouse, destination, logging.getLogger("test_sync"))
+    with sqlite3.connect(env.crm_path) as conn:
+        assert conn.execute("SELECT external_id, stage, orders FROM crm_contacts").fetchall() == [
+            ("c01", "customer", 3)
+        ]
+
+
+def test_mapping_a_new_column_resends_every_row(env: Env) -> None:
+    narrow = CRM_SPEC.model_copy(update={"columns": {"lifecycle_stage": "lifecycle_stage"}})
+    env.set_source(contacts("c01", "c02"))
+    env.sync(narrow)
+    assert metadata(env.sync(narrow))["rows_sent"] == 0
+    meta = metadata(env.sync(CRM_SPEC))  # Four more columns mapped: the CRM needs every row.
+    assert (meta["rows_changed"], meta["rows_sent"]) == (2, 2)
+    assert env.crm_rows()["c01"][1] == 3
+
+
+def test_state_hashed_another_way_is_resent_once(env: Env) -> None:
+    env.set_source(contacts("c01", "c02"))
+    env.sync()
+    env.warehouse.execute(  # As an older Minato left it: hex MD5 strings.
+        "CREATE OR REPLACE TABLE sync_state.crm_contacts AS SELECT * "
+        "REPLACE (md5(CAST(_row_hash AS VARCHAR)) AS _row_hash) FROM sync_state.crm_contacts"
+    )
+    meta = metadata(env.sync())
+    assert (meta["rows_sent"], meta["rows_removed"]) == (2, 0)
+    assert metadata(env.sync())["rows_sent"] == 0
 
 
 def test_duplicate_and_null_keys_refuse_before_sending(env: Env) -> None:
@@ -344,6 +498,63 @@ def test_spec_errors_name_file_sync_and_key(
     assert f"key '{key}'" in message
 
 
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        (("mode: mirror", "mode: mirror\n    schedule: 'every day'"), "schedule", "cron"),
+        (
+            (
+                "mode: mirror",
+                "mode: mirror\n    schedule: '0 7 * * *'\n    automation_condition: eager",
+            ),
+            "schedule",
+            "either",
+        ),
+        (("mode: mirror", "mode: mirror\n    rate_limit_per_s: -1"), "rate_limit_per_s", "greater"),
+        (("mode: mirror", "mode: mirror\n    concurrency: 100"), "concurrency", "less"),
+        (
+            ("columns: [lifecycle_stage]", "columns: {lifecycle_stage: contact_id}"),
+            "columns",
+            "mapped twice",
+        ),
+        (
+            ("columns: [lifecycle_stage]", "columns: {lifecycle_stage: bad-name}"),
+            "columns",
+            "destination field",
+        ),
+    ],
+)
+def test_spec_errors_for_schedules_limits_and_mappings(
+    tmp_path: Path, change: tuple[str, str], key: str, problem: str
+) -> None:
+    path = tmp_path / "syncs.yaml"
+    path.write_text(VALID_SPEC.replace(*change))
+    with pytest.raises(SyncSpecError) as error:
+        load_sync_specs(path)
+    message = str(error.value)
+    assert f"{path}: sync 'crm_contacts': key '{key}'" in message
+    assert problem in message
+
+
+def test_specs_load_from_every_file_of_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        VALID_SPEC.replace("mode: mirror", "mode: update\n    schedule: '0 7 * * *'")
+    )
+    (tmp_path / "b.yaml").write_text(
+        VALID_SPEC.replace("name: crm_contacts", "name: scores")
+        .replace("columns: [lifecycle_stage]", "columns: {lifecycle_stage: stage}")
+        .replace("mode: mirror", "mode: insert\n    automation_condition: eager")
+    )
+    first, second = load_sync_specs(tmp_path)
+    assert first.dagster_automation_condition() is not None
+    assert "0 7 * * *" in str(first.dagster_automation_condition().get_label())
+    assert second.destination_names == {"contact_id": "contact_id", "lifecycle_stage": "stage"}
+    assert second.operation("added") == "insert"
+    (tmp_path / "c.yaml").write_text(VALID_SPEC)
+    with pytest.raises(SyncSpecError, match=r"c\.yaml: sync 'crm_contacts': key 'name': .*a\.yaml"):
+        load_sync_specs(tmp_path)
+
+
 def test_spec_errors_for_duplicate_names_and_bad_documents(tmp_path: Path) -> None:
     path = tmp_path / "syncs.yaml"
     path.write_text(VALID_SPEC + VALID_SPEC.split("\n", 1)[1])
@@ -354,13 +565,20 @@ def test_spec_errors_for_duplicate_names_and_bad_documents(tmp_path: Path) -> No
         load_sync_specs(path)
 
 
+def batch(operation: str, rows: dict[str, list[object]], table: str = "t") -> Batch:
+    return Batch(table, ("id",), operation, pa.table(rows), f"test/{operation}")  # type: ignore[arg-type]
+
+
 def test_sqlite_batch_is_all_or_nothing_and_gains_new_columns(tmp_path: Path) -> None:
     destination = SQLiteDestination(path=str(tmp_path / "crm.sqlite"))
-    destination.upsert("t", ["id"], pa.table({"id": ["a"], "x": [1]}))
-    with pytest.raises(sqlite3.IntegrityError):
-        destination.upsert("t", ["id"], pa.table({"id": ["b", None], "x": [2, 3]}))
-    destination.upsert("t", ["id"], pa.table({"id": ["a"], "x": [5], "y": ["new"]}))
-    destination.delete("missing", ["id"], pa.table({"id": ["a"]}))  # No table: nothing to do.
+    assert destination.write(batch("upsert", {"id": ["a"], "x": [1]})) == []
+    with pytest.raises(BatchRejectedError, match="NOT NULL"):
+        destination.write(batch("upsert", {"id": ["b", None], "x": [2, 3]}))
+    destination.write(batch("upsert", {"id": ["a"], "x": [5], "y": ["new"]}))
+    assert destination.write(batch("delete", {"id": ["a"]}, table="missing")) == []
+    assert destination.write(batch("update", {"id": ["a"], "x": [1]}, table="missing")) == [
+        Rejection(0, "no record with this key in missing: mode update never creates records")
+    ]
     with sqlite3.connect(tmp_path / "crm.sqlite") as conn:
         assert conn.execute("SELECT id, x, y FROM t").fetchall() == [("a", 5, "new")]
 
@@ -373,22 +591,35 @@ class BigQuerySqlRecorder(BigQueryWarehouse):
     def query_arrow(self, sql: str) -> pa.Table:
         with open(self.record_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(sql) + "\n")
-        return pa.table({"_change": pa.array([], pa.string())})
+        return pa.table(
+            {"_change": pa.array([], pa.string()), "_row_hash": pa.array([], pa.int64())}
+        )
+
+    def execute(self, sql: str) -> None:
+        with open(self.record_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(sql) + "\n")
 
     def table_exists(self, schema: str, table: str) -> bool:
         return True
 
 
-def test_diff_sql_parses_as_bigquery(tmp_path: Path) -> None:
+def test_diff_and_bookkeeping_sql_parses_as_bigquery(tmp_path: Path) -> None:
     record = tmp_path / "queries.jsonl"
     warehouse = BigQuerySqlRecorder(project="minato-prod", record_path=str(record))
-    check_source_keys(warehouse, CRM_SPEC)
-    pending_upserts(warehouse, CRM_SPEC)
-    pending_removals(warehouse, CRM_SPEC)
+    spec = CRM_SPEC
+    check_source_keys(warehouse, spec)
+    store = SyncStore(warehouse, spec)
+    store.create_plan()
+    store.fold()
     queries = [json.loads(line) for line in record.read_text().splitlines()]
-    assert len(queries) == 3
+    assert len(queries) == 5  # key check, two hash-format probes, plan, fold
     for sql in queries:
-        sqlglot.parse_one(sql, read="bigquery")
-        assert "`minato-prod.service_crm.service_crm_contacts`" in sql
-    assert "TO_HEX(MD5(TO_JSON_STRING(STRUCT(lifecycle_stage AS lifecycle_stage" in queries[1]
-    assert "`minato-prod.sync_state.crm_contacts`" in queries[2]
+        for statement in sqlglot.parse(sql, read="bigquery"):
+            assert statement is not None
+        assert "`minato-prod.sync_state.crm_contacts" in sql or "service_crm_contacts" in sql
+    plan = next(q for q in queries if "__plan" in q and "CREATE OR REPLACE" in q)
+    assert "FARM_FINGERPRINT(CONCAT('contact_id:contact_id,lifecycle_stage:lifecycle_stage," in plan
+    assert "TO_JSON_STRING(STRUCT(lifecycle_stage AS lifecycle_stage" in plan
+    assert "UNION ALL" in plan  # mirror: removed keys are part of the plan
+    assert "BEGIN TRANSACTION" in queries[-1]
+    assert "`minato-prod.sync_state.crm_contacts__rejected`" in queries[-1]

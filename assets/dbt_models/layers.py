@@ -5,6 +5,10 @@
   partition window to dbt as vars `min_date`/`max_date`, and dbt touches only those days;
 - `mart_models`: widetable, role_*, service_*, monitoring.
 
+The specs are translated once per manifest and cached (specs_cache.py), so the code location
+loads fast at thousands of models; each stage is a list of multi-assets (one unless the stage
+has more than specs_cache.CHUNK_MODELS models).
+
 `dbt build` runs each model's tests right after it; a failing `severity: error` test stops the
 step, so nothing downstream (later stages, anomaly detection, syncs) runs on bad data.
 """
@@ -15,9 +19,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliResource
 
 from assets.dbt_models.project import minato_dbt_project
+from assets.dbt_models.specs_cache import minato_dbt_assets
 from assets.dbt_models.translator import MinatoDbtTranslator
 from assets.partitions import business_days
 
@@ -32,17 +37,13 @@ def business_day_vars(window: dg.TimeWindow) -> dict[str, str]:
     }
 
 
-manifest = minato_dbt_project.manifest_path
-
-
-def _rebuilt_stage(name: str, select: str) -> dg.AssetsDefinition:
+def _rebuilt_stage(name: str, select: str) -> list[dg.AssetsDefinition]:
     """An unpartitioned stage: every run builds (and tests) all of its models."""
 
-    @dbt_assets(
-        manifest=manifest,
-        select=select,
-        dagster_dbt_translator=translator,
+    @minato_dbt_assets(
         project=minato_dbt_project,
+        translator=translator,
+        select=select,
         name=name,
         pool="warehouse",
     )
@@ -58,11 +59,10 @@ warehouse_models = _rebuilt_stage(
 )
 
 
-@dbt_assets(
-    manifest=manifest,
-    select="path:models/warehouse/fact",
-    dagster_dbt_translator=translator,
+@minato_dbt_assets(
     project=minato_dbt_project,
+    translator=translator,
+    select="path:models/warehouse/fact",
     name="fact_models",
     partitions_def=business_days,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -75,4 +75,4 @@ def fact_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Itera
 
 mart_models = _rebuilt_stage("mart_models", "path:models/marts")
 
-dbt_model_assets = [warehouse_models, fact_models, mart_models]
+dbt_model_assets = [*warehouse_models, *fact_models, *mart_models]

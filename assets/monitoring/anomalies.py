@@ -1,12 +1,17 @@
-"""The `monitoring/anomalies` asset and one check per metric on the daily-metrics mart.
+"""The `monitoring/anomalies` asset and one check per metric on the metric's dbt model.
 
-The asset scores the last `detection_days` days of every series in metrics.yaml and stores the
-result in `monitoring.anomalies`; the checks read that table and warn when the latest day of a
-metric is anomalous, so the alert shows up on the mart the business looks at.
+The asset scores the latest `detection_days` days of every metric defined in
+`metric_definitions/` with BigQuery ML ARIMA_PLUS (BigQuery warehouse) or the local engine
+(DuckDB), honours `monitoring.anomaly_feedback`, appends every result to `monitoring.anomalies`
+(history: engine, model options and threshold of each run) and alerts on newly found anomalies.
+The checks read the latest run's verdict on the metric's latest day, so the warning shows up on
+the model the business looks at.
 """
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -14,23 +19,26 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field
 
-from assets.monitoring import bigquery_ml
-from assets.monitoring.bigquery_ml import date_literal
-from assets.monitoring.metrics import (
-    MART_SCHEMA,
-    MART_TABLE,
-    RESULT_COLUMNS,
-    MetricSpec,
-    load_metric_specs,
+from assets.monitoring import bigquery_ml, local_engine
+from assets.monitoring.bigquery_ml import (
+    date_literal,
+    history_sql,
+    latest_day_sql,
+    window_series_sql,
 )
-from resources.warehouse import Warehouse
+from assets.monitoring.feedback import ensure_feedback_table, read_feedback
+from assets.monitoring.metrics import RESULT_COLUMNS, MetricSpec, load_metric_specs, series_sql
+from resources.notifications import Notifier
+from resources.warehouse import BigQueryWarehouse, Warehouse
 
-MART_KEY = dg.AssetKey([MART_SCHEMA, MART_TABLE])
 ANOMALIES_SCHEMA = "monitoring"
 ANOMALIES_TABLE = "anomalies"
 ANOMALIES_KEY = dg.AssetKey([ANOMALIES_SCHEMA, ANOMALIES_TABLE])
+MODEL_SCHEMA = "monitoring"
 
 METRIC_SPECS = load_metric_specs()
+# The mart of the demo metrics (every metric names its own model; these three share one).
+MART_KEY = dg.AssetKey(["monitoring", "monitoring_daily_metrics"])
 
 ANOMALIES_ARROW_SCHEMA = pa.schema(
     [
@@ -42,7 +50,14 @@ ANOMALIES_ARROW_SCHEMA = pa.schema(
         ("lower_bound", pa.float64()),
         ("upper_bound", pa.float64()),
         ("anomaly_probability", pa.float64()),
+        # On-call's verdict from monitoring.anomaly_feedback when scored, else NULL.
+        ("feedback", pa.string()),
         ("engine", pa.string()),
+        ("direction", pa.string()),
+        ("anomaly_prob_threshold", pa.float64()),
+        ("model_options", pa.string()),  # JSON
+        ("detection_start", pa.date32()),
+        ("run_id", pa.string()),
         # Timezone-aware so that BigQuery loads it as TIMESTAMP, not DATETIME.
         ("detected_at", pa.timestamp("us", tz="UTC")),
     ]
@@ -57,102 +72,203 @@ class AnomalyDetectionConfig(dg.Config):
     detection_days: int = Field(
         default=7,
         ge=1,
-        description="How many of the latest metric days to score; each run re-scores them all.",
+        description="How many of each metric's latest days to score; each run re-scores them.",
     )
+
+
+def _model_keys(specs: Mapping[str, MetricSpec]) -> list[dg.AssetKey]:
+    return list(dict.fromkeys(dg.AssetKey(spec.asset_key_path) for spec in specs.values()))
 
 
 @dg.asset(
     key=ANOMALIES_KEY,
     group_name="monitoring",
-    deps=[MART_KEY],
+    deps=_model_keys(METRIC_SPECS),
     pool="warehouse",
-    description="Anomaly scores of the latest days of every metric in metrics.yaml: BigQuery ML "
-    "ARIMA_PLUS in production, a robust weekly-seasonal forecast on DuckDB.",
+    description="Anomaly scores of the latest days of every metric in "
+    "assets/monitoring/metric_definitions: BigQuery ML ARIMA_PLUS in production, an "
+    "ARIMA_PLUS-style robust seasonal forecast on DuckDB. Appends to monitoring.anomalies.",
 )
 def anomalies(
-    context: dg.AssetExecutionContext, config: AnomalyDetectionConfig, warehouse: Warehouse
+    context: dg.AssetExecutionContext,
+    config: AnomalyDetectionConfig,
+    warehouse: Warehouse,
+    notifier: Notifier,
 ) -> dg.MaterializeResult:
-    source = warehouse.qualified(MART_SCHEMA, MART_TABLE)
-    metrics = list(METRIC_SPECS)
-    days = warehouse.query_arrow(_window_days_sql(source, metrics, config.detection_days))
-    window = sorted(days.column("metric_day").to_pylist())
-    if not window:
-        context.log.warning(f"{source} has no rows for {metrics}: nothing to score")
-        return dg.MaterializeResult(
-            metadata={"series_scored": 0, "series_skipped": 0, "anomalies_found": 0}
-        )
-    start = window[0]
-    in_window = warehouse.query_arrow(_window_series_sql(source, metrics, start)).to_pylist()
-
-    results = _score(warehouse, source, start, METRIC_SPECS)
-    table = _to_arrow(results, engine=warehouse.kind, detected_at=dt.datetime.now(dt.UTC))
-    # Every configured metric was re-scored for these days, so replacing them drops stale rows.
+    run = _score_metrics(warehouse, METRIC_SPECS, config.detection_days, context.log)
+    results = run.results
+    table = _to_arrow(results, run_id=context.run.run_id, detected_at=dt.datetime.now(dt.UTC))
+    # History: each run appends its rows; re-executing the same run replaces only its own.
     warehouse.replace_partitions(
-        ANOMALIES_SCHEMA, ANOMALIES_TABLE, table, ["metric_day"], [(day,) for day in window]
+        ANOMALIES_SCHEMA, ANOMALIES_TABLE, table, ["run_id"], [(context.run.run_id,)]
     )
+    flagged = results[results["is_anomaly"].astype(bool)] if len(results) else results
+    new = _not_alerted_before(warehouse, flagged, context.run.run_id)
+    if len(new):
+        notifier.send(alert_text(new, notifier.run_url(context.run.run_id)))
+    if run.skipped:
+        context.log.info(f"not scored (less than min_history_days of history): {run.skipped}")
+    metadata: dict[str, Any] = {
+        "engine": warehouse.kind,
+        "detection_windows": run.windows,
+        "series_scored": len(set(zip(results["metric"], results["series_id"], strict=True))),
+        "series_skipped": len(run.skipped),
+        "skipped_series": run.skipped,
+        "anomalies_found": len(flagged),
+        "anomalies_alerted": len(new),
+        "anomalous_points": dg.MetadataValue.md(_points_markdown(flagged)),
+        "dagster/row_count": len(results),
+    }
+    if run.bytes_billed is not None:
+        metadata["bigquery_bytes_billed"] = run.bytes_billed
+    return dg.MaterializeResult(metadata=metadata)
 
-    scored = set(zip(results["metric"], results["series_id"], strict=True))
-    skipped = sorted({(r["metric"], r["series_id"]) for r in in_window} - scored)
-    if skipped:
-        context.log.info(f"not scored (less than min_history_days of history): {skipped}")
-    flagged = results[results["is_anomaly"].astype(bool)]
-    return dg.MaterializeResult(
-        metadata={
-            "engine": warehouse.kind,
-            "detection_start": start.isoformat(),
-            "detection_end": window[-1].isoformat(),
-            "series_scored": len(scored),
-            "series_skipped": len(skipped),
-            "skipped_series": [f"{metric}/{series}" for metric, series in skipped],
-            "anomalies_found": len(flagged),
-            "anomalous_points": dg.MetadataValue.md(_points_markdown(flagged)),
-            "dagster/row_count": len(results),
-        }
-    )
+
+# Added per run by the asset; the rest of ANOMALIES_ARROW_SCHEMA comes from scoring.
+_RUN_COLUMNS = ("run_id", "detected_at")
+_SCORED_COLUMNS = [name for name in ANOMALIES_ARROW_SCHEMA.names if name not in _RUN_COLUMNS]
 
 
-def _score(
-    warehouse: Warehouse, source: str, start: dt.date, specs: Mapping[str, MetricSpec]
+@dataclass
+class _Scored:
+    """What one scoring pass over every metric produced, for the table and the metadata."""
+
+    frames: list[pd.DataFrame] = field(default_factory=list)
+    windows: dict[str, str] = field(default_factory=dict)  # metric -> "first .. last"
+    skipped: list[str] = field(default_factory=list)  # metric/series without enough history
+    bytes_billed: int | None = None  # BigQuery only
+
+    @property
+    def results(self) -> pd.DataFrame:
+        frames = [frame for frame in self.frames if len(frame)]
+        if not frames:
+            return pd.DataFrame(columns=_SCORED_COLUMNS)
+        return pd.concat(frames, ignore_index=True)
+
+
+def _score_metrics(
+    warehouse: Warehouse, specs: Mapping[str, MetricSpec], detection_days: int, log: Any
+) -> _Scored:
+    scored = _Scored()
+    feedback_table = ensure_feedback_table(warehouse)
+    jobs = None
+    if isinstance(warehouse, BigQueryWarehouse):
+        jobs = bigquery_ml.BigQueryJobs.for_warehouse(warehouse)
+
+    def query(sql: str, spec: MetricSpec) -> pa.Table:
+        # On BigQuery every statement that reads the metric's model carries its cost guard and
+        # counts towards the bytes billed.
+        return jobs.run(sql, spec.maximum_bytes_billed) if jobs else warehouse.query_arrow(sql)
+
+    for spec in specs.values():
+        series_query = series_sql(spec, warehouse.qualified(spec.schema, spec.model))
+        latest = query(latest_day_sql(series_query), spec).column(0)[0].as_py()
+        if latest is None:
+            log.warning(f"{spec.name}: {spec.schema}.{spec.model} has no rows: nothing to score")
+            continue
+        start = latest - dt.timedelta(days=detection_days - 1)
+        scored.windows[spec.name] = f"{start.isoformat()} .. {latest.isoformat()}"
+        first = start - dt.timedelta(days=spec.training_days)
+        verdicts = read_feedback(warehouse, spec.name, first)
+        if jobs is not None:
+            frame = bigquery_ml.detect_anomalies_bigquery(
+                jobs,
+                spec,
+                series_query=series_query,
+                model=warehouse.qualified(MODEL_SCHEMA, f"anomaly_model_{spec.name}"),
+                feedback_table=feedback_table,
+                detection_start=start,
+            )
+        elif warehouse.kind == "duckdb":
+            history = warehouse.query_arrow(history_sql(series_query, first)).to_pandas()
+            incidents = [key for key, verdict in verdicts.items() if verdict == "incident"]
+            frame = local_engine.detect_anomalies(history, start, spec, incidents)
+        else:
+            raise ValueError(f"no anomaly engine for warehouse kind {warehouse.kind!r}")
+        in_window = query(window_series_sql(series_query, start), spec)
+        missing = set(in_window.column("series_id").to_pylist()) - set(frame["series_id"])
+        scored.skipped += [f"{spec.name}/{series}" for series in sorted(missing)]
+        scored.frames.append(_annotate(frame, spec, verdicts, warehouse.kind, start))
+    if jobs is not None:
+        scored.bytes_billed = jobs.bytes_billed
+    return scored
+
+
+def _annotate(
+    frame: pd.DataFrame,
+    spec: MetricSpec,
+    verdicts: Mapping[tuple[str, dt.date], str],
+    engine: str,
+    start: dt.date,
 ) -> pd.DataFrame:
-    if warehouse.kind == "bigquery":
-        return bigquery_ml.detect_anomalies_bigquery(warehouse, start, specs)
-    if warehouse.kind == "duckdb":
-        # statsmodels takes seconds to import; the code location should load without it.
-        from assets.monitoring import local_engine
+    """The engine's rows plus feedback and the settings that produced them.
 
-        history = warehouse.query_arrow(
-            "SELECT metric, series_id, metric_day, value\n"
-            f"FROM {source}\nWHERE metric IN ({_in_list(specs)})"
-        ).to_pandas()
-        return local_engine.detect_anomalies(history, start, specs)
-    raise ValueError(f"no anomaly engine for warehouse kind {warehouse.kind!r}")
-
-
-def _in_list(metrics: Sequence[str]) -> str:
-    # Metric names passed validate_identifier when metrics.yaml was loaded: no quoting needed.
-    return ", ".join(f"'{metric}'" for metric in metrics)
-
-
-def _window_days_sql(source: str, metrics: Sequence[str], detection_days: int) -> str:
-    return (
-        f"SELECT DISTINCT metric_day\nFROM {source}\nWHERE metric IN ({_in_list(metrics)})\n"
-        f"ORDER BY metric_day DESC\nLIMIT {int(detection_days)}"
-    )
+    A confirmed false positive stays in the history with its verdict but is no anomaly: it is
+    not alerted again and does not fail the check.
+    """
+    frame = frame.loc[:, list(RESULT_COLUMNS)].copy()
+    frame["metric_day"] = pd.to_datetime(frame["metric_day"]).dt.date
+    frame["feedback"] = [
+        verdicts.get((s, d)) for s, d in zip(frame["series_id"], frame["metric_day"], strict=True)
+    ]
+    frame["is_anomaly"] = frame["is_anomaly"].astype(bool) & (frame["feedback"] != "false_positive")
+    frame["engine"] = engine
+    frame["direction"] = spec.direction
+    frame["anomaly_prob_threshold"] = spec.anomaly_prob_threshold
+    frame["model_options"] = json.dumps(spec.model_options(), sort_keys=True)
+    frame["detection_start"] = start
+    return frame
 
 
-def _window_series_sql(source: str, metrics: Sequence[str], start: dt.date) -> str:
-    return (
-        f"SELECT DISTINCT metric, series_id\nFROM {source}\n"
-        f"WHERE metric IN ({_in_list(metrics)})\n"
-        f"  AND metric_day >= {date_literal(start)}\n  AND value IS NOT NULL"
-    )
-
-
-def _to_arrow(results: pd.DataFrame, *, engine: str, detected_at: dt.datetime) -> pa.Table:
-    columns: dict[str, list[Any]] = {name: results[name].tolist() for name in RESULT_COLUMNS}
-    columns["engine"] = [engine] * len(results)
+def _to_arrow(results: pd.DataFrame, *, run_id: str, detected_at: dt.datetime) -> pa.Table:
+    columns: dict[str, list[Any]] = {name: results[name].tolist() for name in _SCORED_COLUMNS}
+    columns["run_id"] = [run_id] * len(results)
     columns["detected_at"] = [detected_at] * len(results)
     return pa.table(columns, schema=ANOMALIES_ARROW_SCHEMA)
+
+
+def _not_alerted_before(warehouse: Warehouse, flagged: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """Anomalies no earlier run flagged: a 7-day window re-scored daily alerts each one once."""
+    if flagged.empty:
+        return flagged
+    earliest = min(flagged["metric_day"])
+    earlier = warehouse.query_arrow(
+        "SELECT DISTINCT metric, series_id, metric_day\n"
+        f"FROM {warehouse.qualified(ANOMALIES_SCHEMA, ANOMALIES_TABLE)}\n"
+        f"WHERE is_anomaly AND run_id <> '{_quoted(run_id)}'\n"
+        f"  AND metric_day >= {date_literal(earliest)}"
+    ).to_pylist()
+    seen = {(r["metric"], r["series_id"], r["metric_day"]) for r in earlier}
+    keys = zip(flagged["metric"], flagged["series_id"], flagged["metric_day"], strict=True)
+    return flagged[[key not in seen for key in keys]]
+
+
+def _quoted(run_id: str) -> str:
+    # Dagster run ids are UUIDs; refuse anything else rather than escape it.
+    if not all(c.isalnum() or c == "-" for c in run_id):
+        raise ValueError(f"unexpected run id {run_id!r}")
+    return run_id
+
+
+def alert_text(points: pd.DataFrame, run_url: str) -> str:
+    """One message for the newly anomalous points: metric, series, day, value, expected range."""
+    ranked = points.sort_values(
+        ["metric", "anomaly_probability", "series_id"], ascending=[True, False, True]
+    )
+    lines = [f":warning: {len(ranked)} new anomal{'y' if len(ranked) == 1 else 'ies'}:"]
+    for row in ranked.head(_MAX_LISTED_POINTS).itertuples():
+        lines.append(
+            f"• {row.metric} [{row.series_id}] on {row.metric_day}: {_number(row.value)} "
+            f"(expected {_number(row.lower_bound)} – {_number(row.upper_bound)}, "
+            f"probability {row.anomaly_probability:.4f})"
+        )
+    if len(ranked) > _MAX_LISTED_POINTS:
+        lines.append(f"… and {len(ranked) - _MAX_LISTED_POINTS} more in monitoring.anomalies")
+    lines.append(f"Run: {run_url}")
+    lines.append(
+        "Confirm or dismiss in monitoring.anomaly_feedback (verdict incident | false_positive)."
+    )
+    return "\n".join(lines)
 
 
 def _number(value: float) -> str:
@@ -184,50 +300,67 @@ def _points_markdown(points: pd.DataFrame) -> str:
 
 
 def build_anomaly_checks(specs: Mapping[str, MetricSpec]) -> list[dg.AssetChecksDefinition]:
-    """One `<metric>_latest_day_not_anomalous` check on the mart per metric."""
+    """One `<metric>_latest_day_not_anomalous` check on each metric's model."""
     return [_latest_day_check(spec) for spec in specs.values()]
+
+
+def current_anomalies_sql(anomalies_table: str) -> str:
+    """Points whose latest verdict is anomalous: the table keeps every run's verdicts."""
+    return (
+        "SELECT metric, series_id, metric_day, value, lower_bound, upper_bound\n"
+        "FROM (\n"
+        "  SELECT *\n"
+        f"  FROM {anomalies_table}\n"
+        "  WHERE TRUE\n"  # BigQuery wants a WHERE next to QUALIFY
+        "  QUALIFY ROW_NUMBER() OVER (\n"
+        "    PARTITION BY metric, series_id, metric_day ORDER BY detected_at DESC\n"
+        "  ) = 1\n"
+        ")\n"
+        "WHERE is_anomaly\n"
+        "ORDER BY metric_day, metric, series_id"
+    )
+
+
+def latest_verdicts_sql(anomalies_table: str, metric: str, day: dt.date) -> str:
+    """The latest run's rows for one metric and day (history keeps every run's)."""
+    return (
+        "SELECT series_id, value, is_anomaly, lower_bound, upper_bound, anomaly_probability, "
+        "feedback, run_id\n"
+        f"FROM {anomalies_table}\n"
+        f"WHERE metric = '{metric}' AND metric_day = {date_literal(day)}\n"
+        "QUALIFY ROW_NUMBER() OVER (PARTITION BY series_id ORDER BY detected_at DESC) = 1\n"
+        "ORDER BY series_id"
+    )
 
 
 def _latest_day_check(spec: MetricSpec) -> dg.AssetChecksDefinition:
     severity = dg.AssetCheckSeverity(spec.check_severity)
-    metric = f"'{spec.name}'"  # a validated identifier
+    model_key = dg.AssetKey(spec.asset_key_path)
 
     @dg.asset_check(
-        asset=MART_KEY,
+        asset=model_key,
         name=f"{spec.name}_latest_day_not_anomalous",
         additional_deps=[ANOMALIES_KEY],
         blocking=False,
         description=f"No series of {spec.name} ({spec.description}) is anomalous on its latest "
         f"day, according to {ANOMALIES_SCHEMA}.{ANOMALIES_TABLE}.",
     )
-    def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
-        source = warehouse.qualified(MART_SCHEMA, MART_TABLE)
-        latest = (
-            warehouse.query_arrow(
-                f"SELECT MAX(metric_day) AS latest_day FROM {source} WHERE metric = {metric}"
-            )
-            .column("latest_day")[0]
-            .as_py()
-        )
+    def _check(warehouse: Warehouse, notifier: Notifier) -> dg.AssetCheckResult:
+        series_query = series_sql(spec, warehouse.qualified(spec.schema, spec.model))
+        latest = warehouse.query_arrow(latest_day_sql(series_query)).column(0)[0].as_py()
         if latest is None:
             return dg.AssetCheckResult(
                 passed=False,
                 severity=severity,
-                description=f"{source} has no rows for {spec.name}.",
+                description=f"{spec.schema}.{spec.model} has no rows for {spec.name}.",
                 metadata={"metric": spec.name},
             )
-        # Not scored is not "fine": either the anomalies asset has not run since the mart
+        # Not scored is not "fine": either the anomalies asset has not run since the model
         # changed, or no series has min_history_days of history yet. Both deserve a look.
-        if not warehouse.table_exists(ANOMALIES_SCHEMA, ANOMALIES_TABLE):
-            rows: list[dict[str, Any]] = []
-        else:
-            rows = warehouse.query_arrow(
-                "SELECT series_id, value, is_anomaly, lower_bound, upper_bound, "
-                "anomaly_probability\n"
-                f"FROM {warehouse.qualified(ANOMALIES_SCHEMA, ANOMALIES_TABLE)}\n"
-                f"WHERE metric = {metric} AND metric_day = {date_literal(latest)}\n"
-                "ORDER BY series_id"
-            ).to_pylist()
+        rows: list[dict[str, Any]] = []
+        if warehouse.table_exists(ANOMALIES_SCHEMA, ANOMALIES_TABLE):
+            table = warehouse.qualified(ANOMALIES_SCHEMA, ANOMALIES_TABLE)
+            rows = warehouse.query_arrow(latest_verdicts_sql(table, spec.name, latest)).to_pylist()
         metadata: dict[str, Any] = {
             "metric": spec.name,
             "latest_day": latest.isoformat(),
@@ -249,7 +382,9 @@ def _latest_day_check(spec: MetricSpec) -> dg.AssetChecksDefinition:
         flagged = flagged.assign(metric=spec.name, metric_day=latest).sort_values(
             ["anomaly_probability", "series_id"], ascending=[False, True]
         )
+        run_url = notifier.run_url(flagged["run_id"].iloc[0])
         metadata["anomalous_points"] = dg.MetadataValue.md(_points_markdown(flagged))
+        metadata["scoring_run"] = dg.MetadataValue.url(run_url)
         summary = "; ".join(
             f"{row.series_id} = {_number(row.value)} "
             f"(expected {_number(row.lower_bound)} – {_number(row.upper_bound)})"
@@ -260,7 +395,7 @@ def _latest_day_check(spec: MetricSpec) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(
             passed=False,
             severity=severity,
-            description=f"{spec.name} on {latest} is anomalous: {summary}",
+            description=f"{spec.name} on {latest} is anomalous: {summary}. Run: {run_url}",
             metadata=metadata,
         )
 

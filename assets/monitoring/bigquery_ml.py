@@ -1,8 +1,13 @@
 """Anomaly detection in production: BigQuery ML ARIMA_PLUS, one model per metric.
 
 The SQL builders are pure functions so the exact statements can be tested without BigQuery;
-`detect_anomalies_bigquery` runs them through the warehouse resource. Every name that reaches the
-SQL is validated, every value is a literal we render ourselves.
+`detect_anomalies_bigquery` runs them as query jobs that carry the metric's cost guard
+(`maximum_bytes_billed`) and add up the bytes billed. Every name that reaches the SQL is
+validated, every value is a literal we render ourselves.
+
+The model learns from the metric's series (metrics.series_sql, the same query the local engine
+reads) over `training_days` before the detection window, without the days confirmed as incidents
+in `monitoring.anomaly_feedback`: a learned incident would widen every later interval.
 """
 
 from __future__ import annotations
@@ -11,14 +16,15 @@ import datetime as dt
 import math
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from assets.monitoring.metrics import MART_SCHEMA, MART_TABLE, RESULT_COLUMNS, MetricSpec
+from assets.monitoring.metrics import RESULT_COLUMNS, MetricSpec
 from resources.identifiers import InvalidIdentifierError, validate_identifier
-from resources.warehouse import Warehouse
+from resources.warehouse import BigQueryWarehouse
 
 MODEL_SCHEMA = "monitoring"
 
@@ -145,97 +151,155 @@ def date_literal(day: dt.date) -> str:
     return f"DATE '{day.isoformat()}'"
 
 
-def history_days_sql(source: str, metrics: Sequence[str], detection_start: dt.date) -> str:
-    """Days with a value before the detection window, per metric and series."""
-    names = ", ".join(f"'{validate_identifier(m, what='metric name')}'" for m in metrics)
-    return (
-        "SELECT metric, series_id, COUNT(*) AS history_days\n"
-        f"FROM {source}\n"
-        f"WHERE metric IN ({names})\n"
-        f"  AND metric_day < {date_literal(detection_start)}\n"
-        "  AND value IS NOT NULL\n"
-        "GROUP BY metric, series_id"
-    )
+def _from_series(series_query: str) -> str:
+    return f"FROM (\n{textwrap.indent(series_query.strip(), '  ')}\n) AS metric_series\n"
 
 
-def _trainable_series_sql(source: str, spec: MetricSpec, detection_start: dt.date) -> str:
-    return (
-        "SELECT series_id\n"
-        f"FROM {source}\n"
-        f"WHERE metric = '{validate_identifier(spec.name, what='metric name')}'\n"
-        f"  AND metric_day < {date_literal(detection_start)}\n"
-        "  AND value IS NOT NULL\n"
-        "GROUP BY series_id\n"
-        f"HAVING COUNT(*) >= {int(spec.min_history_days)}"
-    )
+def latest_day_sql(series_query: str) -> str:
+    """The metric's latest day: the detection window ends there (DuckDB and BigQuery)."""
+    return "SELECT MAX(metric_day) AS latest_day\n" + _from_series(series_query).rstrip()
 
 
-def training_query_sql(source: str, spec: MetricSpec, detection_start: dt.date) -> str:
-    """History before the detection window, of the series with enough of it."""
-    return _series_rows_sql(source, spec, detection_start, "<")
-
-
-def detection_query_sql(source: str, spec: MetricSpec, detection_start: dt.date) -> str:
-    """The detection window, restricted to series the model was trained on."""
-    return _series_rows_sql(source, spec, detection_start, ">=")
-
-
-def _series_rows_sql(
-    source: str, spec: MetricSpec, detection_start: dt.date, comparison: str
-) -> str:
-    trainable = textwrap.indent(_trainable_series_sql(source, spec, detection_start), "    ")
+def history_sql(series_query: str, first_day: dt.date) -> str:
+    """The metric's rows from `first_day` on, for the local engine (DuckDB and BigQuery)."""
     return (
         "SELECT series_id, metric_day, value\n"
-        f"FROM {source}\n"
-        f"WHERE metric = '{validate_identifier(spec.name, what='metric name')}'\n"
-        f"  AND metric_day {comparison} {date_literal(detection_start)}\n"
-        "  AND value IS NOT NULL\n"
-        f"  AND series_id IN (\n{trainable}\n  )"
+        + _from_series(series_query)
+        + f"WHERE metric_day >= {date_literal(first_day)}\n"
+        "  AND value IS NOT NULL"
     )
+
+
+def window_series_sql(series_query: str, detection_start: dt.date) -> str:
+    """Series with a value in the detection window: those not scored are reported as skipped."""
+    return (
+        "SELECT DISTINCT series_id\n"
+        + _from_series(series_query)
+        + f"WHERE metric_day >= {date_literal(detection_start)}\n"
+        "  AND value IS NOT NULL"
+    )
+
+
+def training_query_sql(
+    series_query: str, spec: MetricSpec, detection_start: dt.date, feedback_table: str
+) -> str:
+    """`training_days` before the detection window, minus confirmed incidents, of the series
+    with at least `min_history_days` such points."""
+    first = detection_start - dt.timedelta(days=spec.training_days)
+    metric = validate_identifier(spec.name, what="metric name")
+    return (
+        "SELECT series_id, metric_day, value\n"
+        + _from_series(series_query)
+        + f"WHERE metric_day >= {date_literal(first)}\n"
+        f"  AND metric_day < {date_literal(detection_start)}\n"
+        "  AND value IS NOT NULL\n"
+        "  AND NOT EXISTS (\n"
+        "    SELECT 1\n"
+        f"    FROM {feedback_table} AS feedback\n"
+        f"    WHERE feedback.metric = '{metric}'\n"
+        "      AND feedback.series_id = metric_series.series_id\n"
+        "      AND feedback.metric_day = metric_series.metric_day\n"
+        "      AND feedback.verdict = 'incident'\n"
+        "  )\n"
+        f"QUALIFY COUNT(*) OVER (PARTITION BY series_id) >= {int(spec.min_history_days)}"
+    )
+
+
+def trained_series_sql(training_query: str) -> str:
+    """How many series the model would learn: zero means no model can be created."""
+    return (
+        "SELECT COUNT(DISTINCT series_id) AS series\n"
+        f"FROM (\n{textwrap.indent(training_query.strip(), '  ')}\n)"
+    )
+
+
+def detection_query_sql(series_query: str, detection_start: dt.date, training_query: str) -> str:
+    """The detection window of the series the model was trained on."""
+    return (
+        "SELECT series_id, metric_day, value\n"
+        + _from_series(series_query)
+        + f"WHERE metric_day >= {date_literal(detection_start)}\n"
+        "  AND value IS NOT NULL\n"
+        "  AND series_id IN (\n"
+        "    SELECT DISTINCT series_id\n"
+        f"    FROM (\n{textwrap.indent(training_query.strip(), '      ')}\n    )\n"
+        "  )"
+    )
+
+
+class BigQueryJobs:
+    """Runs the anomaly statements as query jobs with a cost guard, counting bytes billed."""
+
+    def __init__(self, client: Any, warehouse_limit: int | None = None) -> None:
+        self.client = client
+        self.warehouse_limit = warehouse_limit
+        self.bytes_billed = 0
+
+    @classmethod
+    def for_warehouse(cls, warehouse: BigQueryWarehouse) -> BigQueryJobs:
+        # A client of its own: the warehouse's interface returns rows, not the job statistics
+        # (bytes billed) or a per-statement limit.
+        from google.cloud import bigquery
+
+        client = bigquery.Client(project=warehouse.project, location=warehouse.location)
+        return cls(client, warehouse.maximum_bytes_billed)
+
+    def run(self, sql: str, maximum_bytes_billed: int) -> pa.Table:
+        from google.cloud import bigquery
+
+        limits = [maximum_bytes_billed, self.warehouse_limit]
+        config = bigquery.QueryJobConfig(
+            maximum_bytes_billed=min(limit for limit in limits if limit is not None)
+        )
+        job = self.client.query(sql, job_config=config)
+        table = job.to_arrow()
+        self.bytes_billed += int(job.total_bytes_billed or 0)
+        return table
 
 
 def detect_anomalies_bigquery(
-    warehouse: Warehouse, detection_start: dt.date, specs: Mapping[str, MetricSpec]
+    jobs: BigQueryJobs,
+    spec: MetricSpec,
+    *,
+    series_query: str,
+    model: str,
+    feedback_table: str,
+    detection_start: dt.date,
 ) -> pd.DataFrame:
-    """Train one ARIMA_PLUS model per metric on the days before `detection_start`, score the rest.
+    """Train the metric's ARIMA_PLUS model on the days before `detection_start`, score the rest.
 
-    Metrics without a single series of `min_history_days` are not trained (BigQuery ML cannot
+    A metric without a single series of `min_history_days` is not trained (BigQuery ML cannot
     fit an empty query); like the local engine, short series are simply absent from the result.
     """
-    source = warehouse.qualified(MART_SCHEMA, MART_TABLE)
-    counts = warehouse.query_arrow(history_days_sql(source, list(specs), detection_start))
-    trainable = {
-        row["metric"]
-        for row in counts.to_pylist()
-        if row["history_days"] >= specs[row["metric"]].min_history_days
-    }
-    results = []
-    for name, spec in specs.items():
-        if name not in trainable:
-            continue
-        model = warehouse.qualified(MODEL_SCHEMA, f"anomaly_model_{name}")
-        warehouse.execute(
-            create_model_sql(
-                model,
-                training_query_sql(source, spec, detection_start),
-                timestamp_col="metric_day",
-                data_col="value",
-                id_cols=["series_id"],
-                holiday_region=spec.holiday_region,
-            )
-        )
-        results.append(
-            warehouse.query_arrow(
-                detect_anomalies_sql(
-                    model,
-                    spec.anomaly_prob_threshold,
-                    detection_query_sql(source, spec, detection_start),
-                    metric=name,
-                    direction=spec.direction,
-                )
-            )
-        )
-    return _to_frame(results)
+    training = training_query_sql(series_query, spec, detection_start, feedback_table)
+    limit = spec.maximum_bytes_billed
+    trained = jobs.run(trained_series_sql(training), limit).column("series")[0].as_py()
+    if not trained:
+        return _to_frame([])
+    jobs.run(
+        create_model_sql(
+            model,
+            training,
+            timestamp_col="metric_day",
+            data_col="value",
+            id_cols=["series_id"],
+            holiday_region=spec.holiday_region,
+            data_frequency=spec.frequency,
+            auto_arima_max_order=spec.auto_arima_max_order,
+        ),
+        limit,
+    )
+    detected = jobs.run(
+        detect_anomalies_sql(
+            model,
+            spec.anomaly_prob_threshold,
+            detection_query_sql(series_query, detection_start, training),
+            metric=spec.name,
+            direction=spec.direction,
+        ),
+        limit,
+    )
+    return _to_frame([detected])
 
 
 def _to_frame(results: Sequence[pa.Table]) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Reverse ETL: warehouse models synced to operational systems, one asset per spec in syncs.yaml.
+"""Reverse ETL: warehouse models synced to operational systems, one asset per spec in syncs/.
 
 The lead wires `sync_assets` and `sync_checks` into `dg.Definitions`, with the resources
 `warehouse` (Warehouse), `notifier` (Notifier) and each spec's destination (a SyncDestination;
@@ -9,18 +9,20 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.sync.assets import CHECK_NAME, build_sync_asset, build_sync_check, run_sync
+from assets.sync.assets import CHECK_NAME, build_sync_asset, build_sync_check
+from assets.sync.engine import SyncReport, run_sync
 from assets.sync.specs import SyncSpec, SyncSpecError, load_sync_specs
 
-SYNCS_FILE = Path(__file__).with_name("syncs.yaml")
+SYNCS_DIR = Path(__file__).with_name("syncs")
 
-sync_specs: list[SyncSpec] = load_sync_specs(SYNCS_FILE)
+sync_specs: list[SyncSpec] = load_sync_specs(SYNCS_DIR)
 sync_assets: list[dg.AssetsDefinition] = [build_sync_asset(spec) for spec in sync_specs]
 sync_checks: list[dg.AssetChecksDefinition] = [build_sync_check(spec) for spec in sync_specs]
 
 __all__ = [
     "CHECK_NAME",
-    "SYNCS_FILE",
+    "SYNCS_DIR",
+    "SyncReport",
     "SyncSpec",
     "SyncSpecError",
     "build_sync_asset",

@@ -1,25 +1,15 @@
-"""Sync assets built from specs: send the warehouse diff to a destination, batch by batch.
+"""Sync assets built from specs: one asset per sync, downstream of its dbt model, and a check.
 
-A batch's state is committed only after the destination acknowledged it, so a crash or a
-rejected batch is resent on the next run and an acknowledged one is not. A rejected batch does not
-stop the later ones; it is counted, alerted on and fails the `sync_has_no_failed_rows` check.
+A run's counts, duration and rate become materialization metadata. A sync that fails, or whose
+destination refused records, alerts through the notifier; refused records fail the non-blocking
+`sync_has_no_failed_rows` check and are retried by the next run.
 """
 
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TypeVar
 
 import dagster as dg
-import pyarrow as pa
 
-from assets.sync.diff import (
-    check_source_keys,
-    commit_removed,
-    commit_upserted,
-    pending_removals,
-    pending_upserts,
-)
+from assets.sync.engine import SyncReport, run_sync
 from assets.sync.specs import SyncSpec
 from resources.destinations import SyncDestination
 from resources.notifications import Notifier
@@ -28,80 +18,6 @@ from resources.warehouse import Warehouse
 CHECK_NAME = "sync_has_no_failed_rows"
 
 T = TypeVar("T")
-
-
-@dataclass
-class SyncCounts:
-    added: int = 0
-    changed: int = 0
-    removed: int = 0
-    sent: int = 0
-    failed: int = 0
-
-
-def _batches(table: pa.Table, size: int) -> Iterator[pa.Table]:
-    for offset in range(0, table.num_rows, size):
-        yield table.slice(offset, size)
-
-
-def _send(
-    batches: Iterator[pa.Table],
-    send: Callable[[pa.Table], None],
-    commit: Callable[[pa.Table], None],
-    counts: SyncCounts,
-    log: dg.DagsterLogManager,
-    what: str,
-) -> None:
-    for number, batch in enumerate(batches, start=1):
-        try:
-            send(batch)
-        except Exception as exc:  # Any rejection: count it, keep going, retry next run.
-            counts.failed += batch.num_rows
-            log.warning(f"{what} batch {number} ({batch.num_rows} rows) rejected: {exc!r}")
-            continue
-        # Not guarded: if the state cannot be written the run must stop, or every later batch
-        # would be sent again next time.
-        commit(batch)
-        counts.sent += batch.num_rows
-
-
-def run_sync(
-    spec: SyncSpec,
-    warehouse: Warehouse,
-    destination: SyncDestination,
-    log: dg.DagsterLogManager,
-) -> SyncCounts:
-    """Send what changed since the last acknowledged batch and record what was acknowledged."""
-    check_source_keys(warehouse, spec)
-    upserts = pending_upserts(warehouse, spec)
-    removals = pending_removals(warehouse, spec) if spec.mode == "mirror" else None
-    changes = upserts.column("_change").to_pylist()
-    counts = SyncCounts(
-        added=changes.count("added"),
-        changed=changes.count("changed"),
-        removed=removals.num_rows if removals is not None else 0,
-    )
-    payload = [*spec.primary_key, *spec.columns]
-    _send(
-        _batches(upserts, spec.batch_size),
-        lambda batch: destination.upsert(
-            spec.destination_table, spec.primary_key, batch.select(payload)
-        ),
-        lambda batch: commit_upserted(warehouse, spec, batch),
-        counts,
-        log,
-        "upsert",
-    )
-    if removals is not None:
-        _send(
-            _batches(removals, spec.batch_size),
-            lambda keys: destination.delete(spec.destination_table, spec.primary_key, keys),
-            lambda keys: commit_removed(warehouse, spec, keys),
-            counts,
-            log,
-            "delete",
-        )
-    return counts
 
 
 def _resource(context: dg.AssetExecutionContext, key: str, expected: type[T]) -> T:
@@ -114,44 +30,64 @@ def _resource(context: dg.AssetExecutionContext, key: str, expected: type[T]) ->
     return value
 
 
+def _metadata(report: SyncReport, destination: SyncDestination) -> dict[str, object]:
+    return {
+        "rows_added": report.added,
+        "rows_changed": report.changed,
+        "rows_removed": report.removed,
+        "rows_sent": report.sent,
+        # Refused by the destination in this run (kept in the rejected-rows table).
+        "rows_failed": report.rejected,
+        "rows_rejected_outstanding": report.rejected_outstanding,
+        "batches": report.batches,
+        "calls": report.calls,
+        "retries": report.retries,
+        "batch_splits": report.splits,
+        "resumed_batches": report.resumed_batches,
+        "diff_s": dg.FloatMetadataValue(round(report.diff_s, 3)),
+        "duration_s": dg.FloatMetadataValue(round(report.duration_s, 3)),
+        "rows_per_s": dg.FloatMetadataValue(round(report.rows_per_s, 1)),
+        "destination": destination.kind,
+    }
+
+
 def build_sync_asset(spec: SyncSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=spec.asset_key,
         group_name="sync",
         deps=[spec.source_key],
-        # Writes its state table into the warehouse (one DuckDB writer at a time locally).
+        # Writes its state tables into the warehouse (one DuckDB writer at a time locally).
         pool="warehouse",
+        automation_condition=spec.dagster_automation_condition(),
         description=spec.description or f"Reverse ETL of {spec.source_key.to_user_string()}.",
         required_resource_keys={"warehouse", spec.destination, "notifier"},
-        metadata={"destination_table": spec.destination_table, "mode": spec.mode},
+        metadata={
+            "destination_table": spec.destination_table,
+            "mode": spec.mode,
+            "primary_key": ", ".join(spec.key_columns),
+            "batch_size": spec.batch_size,
+            "rejected_rows_table": f"sync_state.{spec.name}__rejected",
+        },
     )
     def _sync(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         warehouse = _resource(context, "warehouse", Warehouse)
         destination = _resource(context, spec.destination, SyncDestination)
         notifier = _resource(context, "notifier", Notifier)
-
-        started = time.monotonic()
-        counts = run_sync(spec, warehouse, destination, context.log)
-        duration = time.monotonic() - started
-        if counts.failed:
+        try:
+            report = run_sync(spec, warehouse, destination, context.log)
+        except Exception as exc:
             notifier.send(
-                f"Sync {spec.name}: {counts.failed} row(s) failed to reach {destination.kind} "
-                f"table {spec.destination_table}; they will be retried on the next run."
+                f"Sync {spec.name} to {destination.kind} table {spec.destination_table} failed: "
+                f"{exc}. Acknowledged batches are kept; the next run resumes."
             )
-        return dg.MaterializeResult(
-            metadata={
-                "rows_added": counts.added,
-                "rows_changed": counts.changed,
-                "rows_removed": counts.removed,
-                "rows_sent": counts.sent,
-                "rows_failed": counts.failed,
-                "duration_s": dg.FloatMetadataValue(round(duration, 3)),
-                "rows_per_s": dg.FloatMetadataValue(
-                    round(counts.sent / duration, 1) if duration > 0 else 0.0
-                ),
-                "destination": destination.kind,
-            }
-        )
+            raise
+        if report.rejected:
+            notifier.send(
+                f"Sync {spec.name}: {report.rejected} row(s) failed: {destination.kind} table "
+                f"{spec.destination_table} refused them ({report.sent} delivered). Reasons are in "
+                f"sync_state.{spec.name}__rejected; they will be retried on the next run."
+            )
+        return dg.MaterializeResult(metadata=_metadata(report, destination))
 
     return _sync
 

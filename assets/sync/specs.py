@@ -1,8 +1,9 @@
-"""Sync specs: which warehouse model goes to which destination table, and how.
+"""Sync specs: which warehouse model goes to which destination, and how.
 
-Specs live in `syncs.yaml`, one entry per sync. Every name in a spec ends up in SQL, so each is
-validated as an identifier when the file is loaded, and an error names the file, the sync and the
-offending key.
+Analysts declare syncs in YAML under `assets/sync/syncs/` (one or more per file, under the key
+`syncs`); no Python is needed to add one. Every name in a spec ends up in SQL or a request, so
+each is validated when the files are loaded, and an error names the file, the sync, the key and
+the problem.
 """
 
 from __future__ import annotations
@@ -12,37 +13,76 @@ from typing import Any, Literal
 
 import dagster as dg
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from resources.destinations import Operation
 from resources.identifiers import validate_identifier
 
-# Columns the sync adds itself (state table and diff result); a spec may not use them.
-RESERVED_COLUMNS = frozenset({"_row_hash", "_synced_at", "_change"})
+# Columns the sync adds itself (state, plan and rejected-rows tables); a spec may not use them.
+RESERVED_COLUMNS = frozenset(
+    {"_row_hash", "_synced_at", "_change", "_op", "_batch", "_reason", "_rejected_at", "_attempts"}
+)
+TIMEZONE = "Asia/Tokyo"  # Business schedules are Tokyo wall clock.
+
+Mode = Literal["upsert", "update", "insert", "mirror"]
 
 
 class SyncSpecError(ValueError):
     """A sync spec file that cannot be used."""
 
 
+def _mapping(value: Any) -> Any:
+    """`[a, b]` means the same names on both sides; `{a: x}` sends warehouse column a as x."""
+    if isinstance(value, list | tuple):
+        if len(set(value)) != len(value):
+            raise ValueError(f"columns listed twice in {list(value)!r}")
+        return {name: name for name in value}
+    return value
+
+
 class SyncSpec(BaseModel):
-    """One reverse-ETL sync from a warehouse model to a destination table."""
+    """One reverse-ETL sync from a warehouse model to a destination table or object."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="Sync name: asset `sync/<name>`, state `sync_state.<name>`.")
     description: str = ""
-    source_schema: str
-    source_model: str
+    source_schema: str = Field(description="Warehouse schema (dataset) of the dbt model.")
+    source_model: str = Field(description="The dbt model; the sync is an asset downstream of it.")
     destination: str = Field(description="Resource key of the SyncDestination.")
-    destination_table: str
-    primary_key: tuple[str, ...] = Field(min_length=1)
-    columns: tuple[str, ...] = Field(
-        min_length=1, description="Columns sent besides the primary key, same name on both sides."
+    destination_table: str = Field(description="Table (database) or object (API) written to.")
+    primary_key: dict[str, str] = Field(
+        min_length=1,
+        description="Columns identifying a row on both sides, never NULL: a list (same names) "
+        "or a mapping warehouse column -> destination field.",
     )
-    mode: Literal["upsert", "mirror"] = Field(
-        description="`mirror` also deletes destination rows whose key left the source."
+    columns: dict[str, str] = Field(
+        min_length=1,
+        description="Further columns sent: a list (same names) or a mapping warehouse column "
+        "-> destination field.",
     )
-    batch_size: int = Field(default=500, gt=0, le=50_000)
+    mode: Mode = Field(
+        description="upsert: create or update; update: only records the destination has; "
+        "insert: only new keys, never changed afterwards; mirror: upsert and delete rows whose "
+        "key left the model."
+    )
+    batch_size: int = Field(default=500, gt=0, le=50_000, description="Records per call.")
+    rate_limit_per_s: float | None = Field(
+        default=None, gt=0, description="At most this many destination calls per second."
+    )
+    concurrency: int = Field(default=1, ge=1, le=32, description="Calls in flight at once.")
+    schedule: str | None = Field(
+        default=None,
+        description=f"Cron ({TIMEZONE}): sync after each tick once the model has been updated.",
+    )
+    automation_condition: Literal["eager"] | None = Field(
+        default=None, description="`eager`: sync whenever the model has been updated."
+    )
+
+    @field_validator("primary_key", "columns", mode="before")
+    @classmethod
+    def _lists_are_mappings(cls, value: Any) -> Any:
+        return _mapping(value)
 
     @field_validator("name", "source_schema", "source_model", "destination", "destination_table")
     @classmethod
@@ -51,22 +91,61 @@ class SyncSpec(BaseModel):
 
     @field_validator("primary_key", "columns")
     @classmethod
-    def _column_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for column in value:
-            validate_identifier(column, what="column")
-            if column in RESERVED_COLUMNS:
-                raise ValueError(f"column {column!r} is reserved for the sync's own bookkeeping")
-        if len(set(value)) != len(value):
-            raise ValueError(f"columns listed twice in {list(value)!r}")
+    def _column_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for source, target in value.items():
+            validate_identifier(source, what="column")
+            validate_identifier(target, what="destination field")
+            if source in RESERVED_COLUMNS or target in RESERVED_COLUMNS:
+                raise ValueError(f"column {source!r} is reserved for the sync's own bookkeeping")
         return value
 
-    @field_validator("columns")
+    @field_validator("schedule")
     @classmethod
-    def _key_not_in_columns(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        overlap = sorted(set(info.data.get("primary_key", ())) & set(value))
-        if overlap:
-            raise ValueError(f"primary key columns {overlap!r} must not be repeated in `columns`")
+    def _cron(cls, value: str | None) -> str | None:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if value is not None and not is_valid_cron_string(value):
+            raise ValueError(f"{value!r} is not a cron expression such as '0 7 * * *'")
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SyncSpec:
+        overlap = sorted(set(self.primary_key) & set(self.columns))
+        if overlap:
+            raise ValueError(
+                f"key 'columns': primary key columns {overlap!r} must not be repeated here"
+            )
+        targets = [*self.primary_key.values(), *self.columns.values()]
+        twice = sorted({t for t in targets if targets.count(t) > 1})
+        if twice:
+            raise ValueError(f"key 'columns': destination fields {twice!r} are mapped twice")
+        if self.schedule and self.automation_condition:
+            raise ValueError("key 'schedule': set either schedule or automation_condition")
+        return self
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """Primary key, warehouse names."""
+        return tuple(self.primary_key)
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        """Mapped columns besides the key, warehouse names (their hash detects changes)."""
+        return tuple(self.columns)
+
+    @property
+    def destination_names(self) -> dict[str, str]:
+        return {**self.primary_key, **self.columns}
+
+    @property
+    def destination_key(self) -> tuple[str, ...]:
+        return tuple(self.primary_key.values())
+
+    def operation(self, change: str) -> Operation:
+        """Destination operation for a diff row ('added', 'changed' or 'removed')."""
+        if change == "removed":
+            return "delete"
+        return "upsert" if self.mode == "mirror" else self.mode
 
     @property
     def source_key(self) -> dg.AssetKey:
@@ -76,14 +155,23 @@ class SyncSpec(BaseModel):
     def asset_key(self) -> dg.AssetKey:
         return dg.AssetKey(["sync", self.name])
 
+    def dagster_automation_condition(self) -> dg.AutomationCondition | None:
+        if self.schedule:
+            return dg.AutomationCondition.on_cron(self.schedule, TIMEZONE)
+        if self.automation_condition == "eager":
+            return dg.AutomationCondition.eager()
+        return None
+
 
 def _describe(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error["loc"]) or "(entry)"
-    return f"key {location!r}: {error['msg']}"
+    message = error["msg"].removeprefix("Value error, ")
+    if location == "(entry)" and message.startswith("key '"):
+        return message  # A cross-field problem already names its key.
+    return f"key {location!r}: {message}"
 
 
-def load_sync_specs(path: Path) -> list[SyncSpec]:
-    """Read and validate every sync in `path`."""
+def _load_file(path: Path) -> list[SyncSpec]:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -98,11 +186,25 @@ def load_sync_specs(path: Path) -> list[SyncSpec]:
         if not isinstance(entry, dict):
             raise SyncSpecError(f"{path}: {label}: expected a mapping, got {type(entry).__name__}")
         try:
-            spec = SyncSpec.model_validate(entry)
+            specs.append(SyncSpec.model_validate(entry))
         except ValidationError as exc:
             problems = "; ".join(_describe(error) for error in exc.errors())
             raise SyncSpecError(f"{path}: {label}: {problems}") from None
-        if any(existing.name == spec.name for existing in specs):
-            raise SyncSpecError(f"{path}: {label}: key 'name': sync defined twice")
-        specs.append(spec)
+    return specs
+
+
+def load_sync_specs(path: Path) -> list[SyncSpec]:
+    """Read and validate every sync in `path`: one YAML file, or every *.yaml in a folder."""
+    files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+    specs: list[SyncSpec] = []
+    defined_in: dict[str, Path] = {}
+    for file in files:
+        for spec in _load_file(file):
+            if spec.name in defined_in:
+                raise SyncSpecError(
+                    f"{file}: sync {spec.name!r}: key 'name': sync defined twice "
+                    f"(also in {defined_in[spec.name]})"
+                )
+            defined_in[spec.name] = file
+            specs.append(spec)
     return specs

@@ -1,5 +1,6 @@
--- Daily metric series watched by anomaly detection (monitoring/anomalies); one row per
--- (metric, series, day). Add a metric here and in assets/monitoring/metrics.yaml.
+-- Daily metric series of the demo, one row per (metric, series, day). Anomaly detection reads
+-- them through assets/monitoring/metric_definitions/*.yaml (model monitoring.monitoring_daily_metrics,
+-- `where: metric = ...`); a metric may as well name any other dbt model there, without a row here.
 select
     order_day as metric_day,
     'gmv_by_category' as metric,

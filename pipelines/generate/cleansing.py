@@ -1,0 +1,670 @@
+"""`minato generate cleansing`: one cleansing model per lake table, rendered from metadata.
+
+Inputs (metadata/, one row per rule; every table and column must exist in columns.csv):
+
+- columns.csv (table, column, source_type, nullable, ordinal): the lake tables, written by
+  `minato metadata export`;
+- tables.csv (table, source, timezone, key, description): the dbt source, the zone the table's
+  datetimes are written in (a zone such as `UTC`, or a column such as `_source_tz`), the key;
+- casting.csv (table, column, cast, output_name, not_null, accepted_values): typing (the casts
+  are in templates/casts.yml), renames and column tests;
+- masking.csv (table, column, method, output_name): PII is `hash`ed (a salted join key named
+  output_name), `null`ed or `drop`ped;
+- dedupe.csv (table, order_by): keep the first row per key in this order;
+- partitioning.csv (table, column, granularity, cluster_by, incremental): BigQuery partitioning
+  and clustering; `incremental: yes` replaces only the business days of the run.
+
+Columns are output in `ordinal` order. Origin columns (`_shard`, `_loaded_at`, ...) are output
+only when casting.csv names them. A masked column is hashed, nulled or dropped in
+`cleansing_<table>`; `cleansing_secret_<table>` (only for tables with masking rules) holds the
+key columns and the masked columns unmasked, plus the hashed join keys.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cache
+from itertools import groupby
+from operator import itemgetter
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from pipelines.generate.csvfiles import CsvFile, Problems, Record, collector_paused, read_csv
+from pipelines.generate.render import TEMPLATES, header, one_line, template, yaml_text
+
+COMMAND = "cleansing"
+INPUTS = "metadata/*.csv"
+OUTPUT_DIRS = ("models/warehouse/cleansing", "models/warehouse/cleansing_secret")
+MASKING_METHODS = ("hash", "null", "drop")
+GRANULARITIES = ("day", "month", "year")
+# BigQuery clusters by at most four columns.
+MAX_CLUSTER_COLUMNS = 4
+
+
+@cache
+def casts() -> dict[str, dict]:
+    return yaml.safe_load((TEMPLATES / "casts.yml").read_text(encoding="utf-8"))
+
+
+class Column:
+    """One output column. Columns repeat across tables (every client table has the same
+    layout), so equal columns are one shared object and their SQL and YAML are rendered once."""
+
+    __slots__ = (
+        "accepted_values",
+        "description",
+        "expression",
+        "name",
+        "pii",
+        "sql",
+        "tests",
+        "yml",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        expression: str,
+        description: str = "",
+        pii: str = "",
+        tests: tuple[str, ...] = (),
+        accepted_values: tuple[str, ...] = (),
+    ) -> None:
+        self.name, self.expression, self.description = name, expression, description
+        self.pii, self.tests, self.accepted_values = pii, tests, accepted_values
+        self.sql = name if expression == name else f"{expression} as {name}"
+        self.yml = template("cleansing_column.yml.j2").render(column=self)
+
+
+_shared: dict[tuple, Column] = {}
+
+
+def _shared_column(*fields) -> Column:
+    column = _shared.get(fields)
+    if column is None:
+        column = _shared[fields] = Column(*fields)
+    return column
+
+
+@dataclass
+class Model:
+    name: str
+    table: str
+    source: str
+    description: str
+    pii: str  # false | pseudonymised | true
+    secret: bool
+    columns: list[Column]
+    key: list[str]  # output names
+    dedupe_partition: list[str]  # lake columns
+    dedupe_order: str
+    partition: dict | None
+
+
+class _Source:
+    """One lake column of columns.csv with the rules that apply to it."""
+
+    __slots__ = ("cast", "mask", "name", "ordinal", "source_type")
+
+    def __init__(self, name: str, ordinal: int, source_type: str) -> None:
+        self.name, self.ordinal, self.source_type = name, ordinal, source_type
+        self.cast: Record | None = None
+        self.mask: Record | None = None
+
+
+def _load(metadata: Path, problems: Problems) -> dict[str, CsvFile]:
+    specs = {
+        "columns": ("table", "column", "source_type", "nullable", "ordinal"),
+        "tables": ("table", "source", "timezone", "key", "description"),
+        "casting": ("table", "column", "cast"),
+        "masking": ("table", "column", "method"),
+        "dedupe": ("table", "order_by"),
+        "partitioning": ("table", "column", "granularity"),
+    }
+    return {
+        name: read_csv(
+            metadata / f"{name}.csv",
+            f"metadata/{name}.csv",
+            required,
+            problems,
+            optional=name not in {"columns", "tables"},
+        )
+        for name, required in specs.items()
+    }
+
+
+def _by_table(
+    file: CsvFile, problems: Problems, valid: set[str]
+) -> dict[str, list[tuple[int, list[str]]]]:
+    """The file's rows grouped by table (in file order); invalid table names are problems.
+
+    Exported files list a table's rows together, so runs of one table are sliced off whole
+    (itertools.groupby runs in C); `valid` holds table names already checked in other files.
+    """
+    grouped: dict[str, list[tuple[int, list[str]]]] = {}
+    t = file.index["table"]
+    start = 0
+    for table, run in groupby([values[t] for _, values in file.rows]):
+        end = start + len(list(run))
+        if table in valid or file.identifier(
+            Record(file, *file.rows[start]), "table", problems, "table"
+        ):
+            valid.add(table)
+            rows = file.rows[start:end]
+            if table in grouped:
+                grouped[table].extend(rows)
+            else:
+                grouped[table] = rows
+        start = end
+    return grouped
+
+
+def _columns(
+    table: str, rows: list[tuple[int, list[str]]], file: CsvFile, problems: Problems
+) -> dict[str, _Source]:
+    columns: dict[str, _Source] = {}
+    first_line: dict[str, int] = {}
+    o, st = file.index["ordinal"], file.index["source_type"]
+    for line, values in rows:
+        record = Record(file, line, values)
+        column = file.identifier(record, "column", problems, "column")
+        if not column:
+            continue
+        try:
+            ordinal = int(values[o])
+        except ValueError:
+            problems.add(record.where("ordinal"), f"ordinal must be an integer: {values[o]!r}")
+            continue
+        if column in columns:
+            problems.add(
+                record.where("column"),
+                f"duplicate column {table}.{column} (first at line {first_line[column]})",
+            )
+            continue
+        first_line[column] = line
+        columns[column] = _Source(column, ordinal, values[st])
+    return columns
+
+
+def _rule_source(
+    record: Record, table: str, columns: dict[str, _Source], problems: Problems
+) -> _Source | None:
+    """The column a rule row is about; an unknown column or a second rule is a problem."""
+    column = record.file.identifier(record, "column", problems, "column")
+    if not column:
+        return None
+    source = columns.get(column)
+    if source is None:
+        problems.add(
+            record.where("column"),
+            f"unknown column {column!r} of table {table!r} (not in metadata/columns.csv)",
+        )
+        return None
+    kind = "cast" if "cast" in record.file.index else "mask"
+    first = getattr(source, kind)
+    if first is not None:
+        problems.add(
+            record.where("column"),
+            f"duplicate rule for {table}.{column} (first at line {first.line})",
+        )
+        return None
+    return source
+
+
+def _apply_rules(
+    table: str,
+    columns: dict[str, _Source],
+    rows: dict[str, list[tuple[int, list[str]]]],
+    files: dict[str, CsvFile],
+    problems: Problems,
+) -> None:
+    """Attach the table's casting and masking rows to its columns, checking each."""
+    cast_defs = casts()
+    for row in rows["casting"]:
+        record = Record(files["casting"], *row)
+        source = _rule_source(record, table, columns, problems)
+        if source is None:
+            continue
+        if record["cast"] not in cast_defs:
+            problems.add(
+                record.where("cast"),
+                f"unknown cast {record['cast']!r} (one of {', '.join(cast_defs)})",
+            )
+            continue
+        for value in record["accepted_values"].split(",") if record["accepted_values"] else []:
+            if any(c in value for c in "'\"\\"):
+                problems.add(record.where("accepted_values"), f"quotes in value {value.strip()!r}")
+        record.flag("not_null", problems)
+        if record["output_name"]:
+            record.file.identifier(record, "output_name", problems, "output_name")
+        source.cast = record
+    for row in rows["masking"]:
+        record = Record(files["masking"], *row)
+        source = _rule_source(record, table, columns, problems)
+        if source is None:
+            continue
+        if record["method"] not in MASKING_METHODS:
+            problems.add(
+                record.where("method"),
+                f"unknown method {record['method']!r} (one of {', '.join(MASKING_METHODS)})",
+            )
+            continue
+        if record["method"] == "hash" and not record.file.identifier(
+            record, "output_name", problems, "output_name (the join key's name)"
+        ):
+            continue
+        source.mask = record
+
+
+@cache
+def _zone_name(zone: str) -> bool:
+    try:
+        return all(c.isalnum() or c in "_+-/" for c in zone) and ZoneInfo(zone) is not None
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+
+
+def _zone(record: Record, columns: dict[str, _Source], problems: Problems) -> tuple[str, str]:
+    """(SQL argument, documentation) of a table's timezone; ("", "") when none is given."""
+    zone = record["timezone"]
+    if not zone:
+        return "", ""
+    if zone in columns:
+        return f"'{zone}'", f"per row, column {zone}"
+    if not _zone_name(zone):
+        problems.add(
+            record.where("timezone"),
+            f"timezone {zone!r} is neither a column of the table nor a zone name (e.g. Asia/Tokyo)",
+        )
+        return "", ""
+    return f"\"'{zone}'\"", zone
+
+
+def _plain(expression: str) -> bool:
+    return "{{" not in expression
+
+
+_SINGLE_ROW = ("tables", "dedupe", "partitioning")  # at most one row per table
+_RULES = ("casting", "masking", *_SINGLE_ROW)
+# Stand-ins rendered once per shape, then replaced by each table's own name and description.
+TABLE_TOKEN, DESCRIPTION_TOKEN = "<<table>>", "<<description>>"
+
+
+def _shape(rows: dict[str, list[tuple[int, list[str]]]], keep: dict[str, Callable]) -> tuple:
+    """What a table's models depend on except its name, description and line numbers: tables
+    with the same shape (every client's copy of one layout) get the same models."""
+    return tuple(
+        tuple(map(keep[kind], (v for _, v in kind_rows))) for kind, kind_rows in rows.items()
+    )
+
+
+@dataclass
+class Shape:
+    """The models of one table and the other tables (name, description) shaped like it."""
+
+    models: list[Model]
+    tables: list[tuple[str, str]]
+
+
+def build_shapes(metadata: Path) -> list[Shape]:
+    """The models the metadata describes, one set per shape; raises MetadataError."""
+    problems = Problems()
+    files = _load(metadata, problems)
+    problems.raise_if_any()
+    valid: set[str] = set()
+    grouped = {kind: _by_table(file, problems, valid) for kind, file in files.items()}
+    tables = grouped["columns"]
+    for kind in _RULES:
+        for table, rows in sorted(grouped[kind].items()):
+            if table not in tables:
+                for line, _ in rows:
+                    problems.add(
+                        files[kind].where(line, "table"),
+                        f"unknown table {table!r} (not in metadata/columns.csv)",
+                    )
+            elif kind in _SINGLE_ROW and len(rows) > 1:
+                for line, _ in rows[1:]:
+                    problems.add(
+                        files[kind].where(line, "table"),
+                        f"duplicate rule for {table} (first at line {rows[0][0]})",
+                    )
+    for table in sorted(tables.keys() - grouped["tables"].keys()):
+        problems.add(
+            files["columns"].where(tables[table][0][0], "table"),
+            f"table {table!r} has no row in metadata/tables.csv (source, timezone, key)",
+        )
+
+    shapes: dict[tuple, list[str]] = defaultdict(list)
+    rows_of = {t: {kind: grouped[kind].get(t, []) for kind in grouped} for t in tables}
+    keep = {}
+    for kind, file in files.items():
+        skip = {file.index["table"], file.index.get("description")}
+        indices = [i for i in range(len(file.header)) if i not in skip]
+        # itemgetter of one index returns the cell itself, of several a tuple: both hashable.
+        keep[kind] = itemgetter(*indices) if indices else (lambda values: ())
+    for table in sorted(tables.keys() & grouped["tables"].keys()):
+        shapes[_shape(rows_of[table], keep)].append(table)
+    result = []
+    for same in shapes.values():
+        known = len(problems.messages)
+        first = _table_models(same[0], rows_of[same[0]], files, problems)
+        if len(problems.messages) > known:
+            for table in same[1:]:  # each table's own positions
+                _table_models(table, rows_of[table], files, problems)
+            continue
+        description = files["tables"].index["description"]
+        others = [(t, rows_of[t]["tables"][0][1][description]) for t in same[1:]]
+        result.append(Shape(first, others))
+    problems.raise_if_any()
+    return result
+
+
+def build_models(metadata: Path) -> list[Model]:
+    """Every cleansing and cleansing_secret model the metadata describes; raises MetadataError."""
+    models = []
+    for shape in build_shapes(metadata):
+        models.extend(shape.models)
+        for table, description in shape.tables:
+            models.extend(_renamed(model, table, description) for model in shape.models)
+    return sorted(models, key=lambda m: (m.table, m.secret))
+
+
+def _renamed(model: Model, table: str, description: str) -> Model:
+    """The model of another table of the same shape."""
+    return replace(
+        model,
+        name=model.name.replace(model.table, table, 1),
+        table=table,
+        description=description if not model.secret else _secret_description(table),
+    )
+
+
+def _secret_description(table: str) -> str:
+    return (
+        f"Unmasked PII of {table}, keyed like cleansing_{table}. Restricted; never read by marts."
+    )
+
+
+@cache
+def _typed(
+    kind: str, column: str, output_name: str, zone_sql: str, zone_doc: str
+) -> tuple[str, str, str]:
+    """(expression, output name, doc) of a lake column cast to `kind` (templates/casts.yml)."""
+    definition = casts()[kind]
+    expression = definition["sql"].replace("<column>", column).replace("<zone>", zone_sql)
+    doc = definition["doc"].replace("<zone_doc>", zone_doc)
+    name = output_name or column
+    if name != column:
+        doc = f"{doc} From lake column {column}.".strip()
+    return expression, name, doc
+
+
+def _table_models(
+    table: str,
+    rows: dict[str, list[tuple[int, list[str]]]],
+    files: dict[str, CsvFile],
+    problems: Problems,
+) -> list[Model]:
+    known = len(problems.messages)
+    columns = _columns(table, rows["columns"], files["columns"], problems)
+    _apply_rules(table, columns, rows, files, problems)
+    info = Record(files["tables"], *rows["tables"][0])
+    dedupe = Record(files["dedupe"], *rows["dedupe"][0]) if rows["dedupe"] else None
+    partitioning = (
+        Record(files["partitioning"], *rows["partitioning"][0]) if rows["partitioning"] else None
+    )
+    source_name = info.file.identifier(info, "source", problems, "source")
+    zone_sql, zone_doc = _zone(info, columns, problems)
+    ordered = sorted(columns.values(), key=lambda c: c.ordinal)
+    needs_zone = _needs_zone()
+
+    # The typed expression and output name of every lake column.
+    typed: dict[str, tuple[str, str, str]] = {}  # column -> (expression, name, doc)
+    for source in ordered:
+        rule = source.cast
+        kind = rule["cast"] if rule else "keep"
+        if kind in needs_zone and not zone_sql:
+            problems.add(
+                info.where("timezone"),
+                f"missing timezone for table {table!r}: column {source.name!r} is cast to "
+                f"{kind} ({rule.where('cast') if rule else ''})",
+            )
+        output_name = rule["output_name"] if rule else ""
+        typed[source.name] = _typed(kind, source.name, output_name, zone_sql, zone_doc)
+
+    key_sources = info.names("key", problems, "key column") if info["key"] else []
+    for column in key_sources:
+        if column not in columns:
+            problems.add(info.where("key"), f"unknown key column {column!r} of table {table!r}")
+        elif columns[column].mask:
+            problems.add(info.where("key"), f"key column {column!r} is masked (masking.csv)")
+        elif column.startswith("_") and not columns[column].cast:
+            problems.add(
+                info.where("key"),
+                f"key column {column!r} is an origin column: name it in casting.csv to output it",
+            )
+    if len(problems.messages) > known:
+        return []
+    key = [typed[c][1] for c in key_sources]
+
+    cleansing: list[Column] = []
+    secret: list[Column] = [_column(typed[c], key, None) for c in key_sources]
+    for source in ordered:
+        if source.name.startswith("_") and not source.cast:
+            continue
+        if not source.mask:
+            cleansing.append(_column(typed[source.name], key, source.cast))
+            continue
+        raw = _column(typed[source.name], key, source.cast, pii="true")
+        method = source.mask["method"]
+        if method == "hash":
+            if not _plain(raw.expression):
+                problems.add(source.mask.where("method"), "only a plain cast can be hashed")
+            hashed = _shared_column(
+                source.mask["output_name"],
+                f'{{{{ hash_pii("{raw.expression}") }}}}',
+                f"Salted SHA-256 of the normalised {source.name} (a join key, not the value).",
+                "pseudonymised",
+            )
+            cleansing.append(hashed)
+            secret.append(hashed)
+        elif method == "null":
+            cleansing.append(
+                _shared_column(
+                    raw.name,
+                    "cast(null as {{ dbt.type_string() }})",
+                    "Masked: always NULL.",
+                    "removed",
+                )
+            )
+        secret.append(raw)
+
+    for model_columns in (cleansing, secret):
+        if len({c.name for c in model_columns}) == len(model_columns):
+            continue
+        names = [c.name for c in model_columns]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.add(
+                info.where("table"),
+                f"two columns of table {table!r} are output as {name!r} (casting.csv, masking.csv)",
+            )
+
+    partition = _partition(table, columns, typed, partitioning, problems) if partitioning else None
+    dedupe_order = ""
+    if dedupe:
+        if not key_sources:
+            problems.add(
+                dedupe.where("table"), f"dedupe needs the key of table {table!r} (tables.csv)"
+            )
+        dedupe_order = _order_by(dedupe, columns, problems)
+    if len(problems.messages) > known:
+        return []
+
+    models = [
+        Model(
+            f"cleansing_{table}",
+            table,
+            source_name,
+            info["description"],
+            "pseudonymised" if any(c.pii for c in cleansing) else "false",
+            False,
+            cleansing,
+            key,
+            key_sources if dedupe else [],
+            dedupe_order,
+            partition,
+        )
+    ]
+    if len(secret) > len(key_sources):
+        if partition and partition["field"] not in {c.name for c in secret}:
+            # Partitioned like its cleansing model, so the partition column comes along.
+            partitioned_by = next(c for c in cleansing if c.name == partition["field"])
+            secret.insert(len(key), partitioned_by)
+        models.append(
+            Model(
+                f"cleansing_secret_{table}",
+                table,
+                source_name,
+                _secret_description(table),
+                "true",
+                True,
+                secret,
+                key,
+                key_sources if dedupe else [],
+                dedupe_order,
+                partition,
+            )
+        )
+    return models
+
+
+@cache
+def _needs_zone() -> frozenset[str]:
+    return frozenset(kind for kind, d in casts().items() if "<zone>" in d["sql"])
+
+
+def _column(
+    typed: tuple[str, str, str], key: list[str], rule: Record | None, pii: str = ""
+) -> Column:
+    expression, name, doc = typed
+    tests: tuple[str, ...] = ()
+    if name in key:
+        tests = ("not_null", "unique") if len(key) == 1 else ("not_null",)
+    elif rule is not None and rule["not_null"].lower() in {"yes", "true"}:
+        tests = ("not_null",)
+    accepted = rule["accepted_values"] if rule is not None else ""
+    values = tuple(v.strip() for v in accepted.split(",")) if accepted else ()
+    return _shared_column(name, expression, doc, pii, tests, values)
+
+
+def _order_by(record: Record, columns: dict[str, _Source], problems: Problems) -> str:
+    terms = []
+    for item in record["order_by"].split(","):
+        words = item.split()
+        if (
+            not words
+            or len(words) > 2
+            or (len(words) == 2 and words[1].lower() not in {"asc", "desc"})
+        ):
+            problems.add(
+                record.where("order_by"),
+                f"order_by term {item.strip()!r} is not '<column> [asc|desc]'",
+            )
+            continue
+        if words[0] not in columns:
+            problems.add(record.where("order_by"), f"unknown column {words[0]!r} in order_by")
+            continue
+        terms.append(" ".join([words[0], *(w.lower() for w in words[1:])]))
+    return ", ".join(terms)
+
+
+def _partition(
+    table: str,
+    columns: dict[str, _Source],
+    typed: dict[str, tuple[str, str, str]],
+    record: Record,
+    problems: Problems,
+) -> dict | None:
+    column = record["column"]
+    if column not in columns:
+        problems.add(record.where("column"), f"unknown column {column!r} of table {table!r}")
+        return None
+    source = columns[column]
+    kind = source.cast["cast"] if source.cast else "keep"
+    if not (kind == "date" or (kind == "keep" and source.source_type.upper() == "DATE")):
+        problems.add(
+            record.where("column"),
+            f"partition column {column!r} must be a DATE: cast it with `date` in casting.csv",
+        )
+    granularity = record["granularity"]
+    if granularity not in GRANULARITIES:
+        problems.add(
+            record.where("granularity"), f"granularity must be one of {', '.join(GRANULARITIES)}"
+        )
+    cluster = record.names("cluster_by", problems, "cluster column") if record["cluster_by"] else []
+    for name in cluster:
+        if name not in columns or (columns[name].mask and columns[name].mask["method"] == "drop"):
+            problems.add(
+                record.where("cluster_by"), f"cluster column {name!r} is not in cleansing_{table}"
+            )
+    if len(cluster) > MAX_CLUSTER_COLUMNS:
+        problems.add(
+            record.where("cluster_by"),
+            f"BigQuery clusters by at most {MAX_CLUSTER_COLUMNS} columns",
+        )
+    incremental = record.flag("incremental", problems)
+    if incremental and granularity != "day":
+        problems.add(
+            record.where("incremental"),
+            "incremental models are replaced by business day: granularity must be day",
+        )
+    return {
+        "field": typed[column][1],
+        "filter": typed[column][0],
+        "granularity": granularity,
+        "cluster_by": [typed[name][1] for name in cluster if name in typed],
+        "incremental": incremental,
+    }
+
+
+def render(metadata: Path) -> dict[str, str]:
+    """{path relative to the dbt project: text} of every generated cleansing file.
+
+    Each shape's models are rendered once, with stand-ins for the table name and description,
+    and copied for every table of that shape: 100,000 client tables of a few layouts render
+    in seconds. One template call renders all shapes; the templates end each model with the
+    separator.
+    """
+    with collector_paused():
+        shapes = build_shapes(metadata)
+    separator = "\x00"
+    files = {}
+    for suffix, comment in (("sql", "--"), ("yml", "#")):
+        first = header(COMMAND, INPUTS, f"cleansing.{suffix}.j2", comment)
+        stand_ins = [
+            [_renamed(model, TABLE_TOKEN, DESCRIPTION_TOKEN) for model in shape.models]
+            for shape in shapes
+        ]
+        texts = iter(
+            template(f"cleansing.{suffix}.j2")
+            .render(
+                models=[m for ms in stand_ins for m in ms], separator=separator, command=COMMAND
+            )
+            .split(separator)
+        )
+        quote = one_line if suffix == "sql" else yaml_text
+        token = quote(DESCRIPTION_TOKEN)
+        for shape in shapes:
+            for model, text in zip(shape.models, texts, strict=False):
+                folder = OUTPUT_DIRS[model.secret]
+                files[f"{folder}/{model.name}.{suffix}"] = first + text.replace(
+                    TABLE_TOKEN, model.table
+                ).replace(token, quote(model.description))
+                for table, description in shape.tables:
+                    name = model.name.replace(model.table, table, 1)
+                    files[f"{folder}/{name}.{suffix}"] = first + text.replace(
+                        TABLE_TOKEN, table
+                    ).replace(token, quote(description))
+    return files

@@ -1,0 +1,368 @@
+"""The generators: golden files, --check, every metadata error, and the generated models built by
+real dbt on DuckDB (cleansing, secret and a partner mart, incremental included).
+
+Golden files are regenerated with the CLI when a template changes on purpose, e.g.
+`minato generate --metadata tests/fixtures/generate/metadata --project
+tests/fixtures/generate/golden cleansing` (and `partner --company 7`, `source
+metadata/examples/request_helpdesk.csv`); review the diff.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli import main
+from pipelines.generate import cleansing, files, partners, source_requests
+from pipelines.generate.csvfiles import MetadataError
+from resources.environment import REPO_ROOT
+
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "generate"
+METADATA = FIXTURES / "metadata"
+GOLDEN = FIXTURES / "golden"
+EXAMPLE_FORM = REPO_ROOT / "metadata" / "examples" / "request_helpdesk.csv"
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_golden_cleansing() -> None:
+    produced = cleansing.render(METADATA)
+    assert files.differences(GOLDEN, produced, cleansing.OUTPUT_DIRS) == []
+    assert produced == cleansing.render(METADATA)  # deterministic
+
+
+def test_golden_partner() -> None:
+    produced = partners.render(METADATA, "7")
+    assert files.differences(GOLDEN, produced, [partners.OUTPUT_ROOT]) == []
+
+
+def test_golden_source_request() -> None:
+    produced = source_requests.render([EXAMPLE_FORM], REPO_ROOT)
+    assert files.differences(GOLDEN, produced, source_requests.OUTPUT_DIRS) == []
+
+
+def test_repository_generated_files_are_current() -> None:
+    """CI's guard: the committed dbt models are exactly what the committed metadata gives."""
+    code, output = _cli("generate", "--check")
+    assert code == 0, output
+
+
+def test_check_detects_stale_edited_and_orphaned_files(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(GOLDEN, project)
+    args = ("generate", "--metadata", str(METADATA), "--project", str(project))
+    assert _cli(*args, "cleansing", "--check")[0] == 0
+
+    model = project / "models/warehouse/cleansing/cleansing_events.sql"
+    model.write_text(model.read_text().replace("desc", "asc"))
+    orphan = project / "models/warehouse/cleansing/cleansing_gone.sql"
+    orphan.write_text(cleansing.render(METADATA)["models/warehouse/cleansing/cleansing_events.sql"])
+    (project / "models/warehouse/cleansing/cleansing_accounts.yml").unlink()
+    handwritten = project / "models/warehouse/cleansing/notes.sql"
+    handwritten.write_text("select 1\n")
+
+    code, output = _cli(*args, "cleansing", "--check")
+    assert code == 1
+    assert "differs from its inputs (stale or edited by hand): " in output
+    assert "models/warehouse/cleansing/cleansing_events.sql" in output
+    assert "no longer generated (stale): models/warehouse/cleansing/cleansing_gone.sql" in output
+    assert "missing: models/warehouse/cleansing/cleansing_accounts.yml" in output
+    assert "notes.sql" not in output  # not generated: not the generator's business
+
+    assert _cli(*args, "cleansing")[0] == 0
+    assert not orphan.exists() and handwritten.exists()
+    assert _cli(*args, "cleansing", "--check")[0] == 0
+
+    # A metadata change makes the committed output stale.
+    metadata = tmp_path / "metadata"
+    shutil.copytree(METADATA, metadata)
+    with (metadata / "casting.csv").open("a") as f:
+        f.write("accounts,plan,trim,,,\n")
+    code, output = _cli(
+        "generate", "--metadata", str(metadata), "--project", str(project), "--check", "cleansing"
+    )
+    assert code == 1 and "cleansing_accounts.sql" in output
+
+
+def _metadata_with(tmp_path: Path, file: str, line: str, *, replace: str | None = None) -> Path:
+    metadata = tmp_path / "metadata"
+    shutil.copytree(METADATA, metadata)
+    path = metadata / file
+    text = path.read_text()
+    path.write_text(text.replace(replace, line) if replace else text + line + "\n")
+    return metadata
+
+
+@pytest.mark.parametrize(
+    ("file", "line", "replace", "expected"),
+    [
+        (
+            "masking.csv",
+            "events,user_name;drop table x,drop,",
+            None,
+            "metadata/masking.csv:5:2: invalid column 'user_name;drop table x': "
+            "must match ^[A-Za-z_][A-Za-z0-9_]*$",
+        ),
+        (
+            "casting.csv",
+            "events,happend_at,datetime,,,",
+            None,
+            "metadata/casting.csv:10:2: unknown column 'happend_at' of table 'events' "
+            "(not in metadata/columns.csv)",
+        ),
+        (
+            "dedupe.csv",
+            "evnts,_loaded_at desc",
+            None,
+            "metadata/dedupe.csv:3:1: unknown table 'evnts' (not in metadata/columns.csv)",
+        ),
+        (
+            "masking.csv",
+            "events,user_email,drop,",
+            None,
+            "metadata/masking.csv:5:2: duplicate rule for events.user_email (first at line 2)",
+        ),
+        (
+            "tables.csv",
+            "events,lake,,",
+            "events,lake,Asia/Tokyo,",
+            "metadata/tables.csv:3:3: missing timezone for table 'events': column 'happened_at' "
+            "is cast to datetime (metadata/casting.csv:8:3)",
+        ),
+        (
+            "tables.csv",
+            "events,lake,Asia/Tokio,",
+            "events,lake,Asia/Tokyo,",
+            "metadata/tables.csv:3:3: timezone 'Asia/Tokio' is neither a column of the table nor "
+            "a zone name (e.g. Asia/Tokyo)",
+        ),
+        (
+            "casting.csv",
+            "events,kind,uppercase,,,",
+            'events,kind,trim,event_kind,,"view, buy"',
+            "metadata/casting.csv:6:3: unknown cast 'uppercase' (one of keep, trim, "
+            "empty_as_null, bigint, float, date, amount, datetime)",
+        ),
+        (
+            "partitioning.csv",
+            "accounts,plan,month,,no",
+            "accounts,signup_day,month,client_id,no",
+            "metadata/partitioning.csv:2:2: partition column 'plan' must be a DATE: cast it with "
+            "`date` in casting.csv",
+        ),
+    ],
+)
+def test_metadata_errors_name_file_line_and_column(
+    tmp_path: Path, file: str, line: str, replace: str | None, expected: str
+) -> None:
+    metadata = _metadata_with(tmp_path, file, line, replace=replace)
+    with pytest.raises(MetadataError) as error:
+        cleansing.render(metadata)
+    assert expected in error.value.problems
+    # The CLI prints the same message and fails.
+    code, output = _cli("generate", "--metadata", str(metadata), "cleansing", "--check")
+    assert code == 1 and expected in output
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    metadata = _metadata_with(tmp_path, "masking.csv", "events,nope,drop,\nnope,x,drop,")
+    with pytest.raises(MetadataError) as error:
+        cleansing.render(metadata)
+    assert len(error.value.problems) == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "v1,cleansing_secret_events,user_email",
+            "metadata/partners/7/request.csv:10:2: cleansing_secret_events is in cleansing_secret "
+            "(unmasked PII): a partner mart can never read it",
+        ),
+        (
+            "v1,cleansing_events,user_key",
+            "metadata/partners/7/request.csv:10:3: cleansing_events.user_key is PII "
+            "(pseudonymised): it cannot leave the company",
+        ),
+        (
+            "v3,cleansing_events,evnt_id",
+            "metadata/partners/7/request.csv:10:3: unknown column 'evnt_id' of cleansing_events",
+        ),
+        (
+            "version1,cleansing_events,event_id",
+            "metadata/partners/7/request.csv:10:1: version must look like v1, v2, ..., not "
+            "'version1'",
+        ),
+    ],
+)
+def test_partner_request_errors(tmp_path: Path, line: str, expected: str) -> None:
+    metadata = _metadata_with(tmp_path, "partners/7/request.csv", line)
+    with pytest.raises(MetadataError) as error:
+        partners.render(metadata, "7")
+    assert expected in error.value.problems
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("cs-team@example.jp,24h", "cs-team@example.jp,daily"),
+            "request_helpdesk.csv:2:7: freshness must look like 30m, 24h or 2d, not 'daily'",
+        ),
+        (
+            ("pii,,", "secret,,"),
+            "request_helpdesk.csv:5:5: sensitivity must be one of public, internal, "
+            "confidential, pii",
+        ),
+        (
+            ("helpdesk,tickets,status,", "helpdesk,tickets,ticket_id,"),
+            "request_helpdesk.csv:7:3: duplicate row for helpdesk.tickets.ticket_id (first at "
+            "request_helpdesk.csv:3:1)",
+        ),
+        (
+            ("helpdesk,tickets,subject,", "helpdesk,tickets,sub ject,"),
+            "request_helpdesk.csv:6:3: invalid column 'sub ject': must match "
+            "^[A-Za-z_][A-Za-z0-9_]*$",
+        ),
+    ],
+)
+def test_request_form_errors(tmp_path: Path, edit: tuple[str, str], expected: str) -> None:
+    form = tmp_path / "request_helpdesk.csv"
+    form.write_text(EXAMPLE_FORM.read_text().replace(*edit, 1))
+    with pytest.raises(MetadataError) as error:
+        source_requests.render([form], tmp_path)
+    assert expected in error.value.problems
+
+
+# -- dbt build of generated models on DuckDB ------------------------------------------------
+
+_LAKE = """
+create schema lake;
+create table lake.accounts as select * from (values
+    ('a1', '7', 'gold', '2026-01-05'), ('a2', '8', 'free', '2026-02-01')
+) t(account_id, client_id, plan, signup_day);
+create table lake.events as select * from (values
+    ('1', '7', 'Mia@Example.jp', 'Mia', '10.0.0.1', ' view ', '1,200', '2026-01-05 23:30:00',
+     date '2026-01-05', timestamptz '2026-01-06 00:00:00+00'),
+    ('1', '7', 'Mia@Example.jp', 'Mia', '10.0.0.1', ' view ', '1,300', '2026-01-05 23:30:00',
+     date '2026-01-05', timestamptz '2026-01-06 01:00:00+00'),
+    ('2', '7', null, null, null, 'buy', '500', '2026-01-06 08:00:00',
+     date '2026-01-06', timestamptz '2026-01-06 01:00:00+00'),
+    ('3', '8', 'other@example.jp', 'Other', '10.0.0.9', 'buy', '900', '2026-01-06 09:00:00',
+     date '2026-01-06', timestamptz '2026-01-06 01:00:00+00')
+) t(event_id, client_id, user_email, user_name, ip_address, kind, amount, happened_at,
+    _business_day, _loaded_at);
+"""
+
+_SOURCES = """version: 2
+sources:
+  - name: lake
+    schema: lake
+    tables: [{name: accounts}, {name: events}]
+"""
+
+
+def test_generated_models_build_on_duckdb(tmp_path: Path) -> None:
+    """Real dbt: cleansing, cleansing_secret (incremental) and partner marts build, tests pass,
+    and the partner sees only its rows and no PII."""
+    project = tmp_path / "dbt"
+    (project / "models").mkdir(parents=True)
+    for part in ("dbt_project.yml", "profiles.yml"):
+        shutil.copy(REPO_ROOT / "dbt_project" / part, project / part)
+    for part in ("macros", "tests/generic"):
+        shutil.copytree(REPO_ROOT / "dbt_project" / part, project / part)
+    (project / "models" / "lake.yml").write_text(_SOURCES)
+    for relative, text in {**cleansing.render(METADATA), **partners.render(METADATA, "7")}.items():
+        (project / relative).parent.mkdir(parents=True, exist_ok=True)
+        (project / relative).write_text(text)
+    database = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute(_LAKE)
+
+    def dbt(*args: str) -> None:
+        env = {**os.environ, "MINATO_WAREHOUSE": "duckdb", "MINATO_DUCKDB_PATH": str(database)}
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("dbt")),
+                *args,
+                "--project-dir",
+                str(project),
+                "--profiles-dir",
+                str(project),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=project,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-4000:]
+
+    dbt("build")
+    # Incremental: a run for one business day replaces only that day.
+    dbt(
+        "build",
+        "--select",
+        "cleansing_events",
+        "--vars",
+        json.dumps({"min_date": "2026-01-06", "max_date": "2026-01-06"}),
+    )
+
+    with duckdb.connect(str(database), read_only=True) as conn:
+
+        def rows(sql: str) -> list[tuple]:
+            return conn.execute(sql).fetchall()
+
+        assert rows(
+            "select event_id, amount_jpy, event_kind, ip_address, user_key is not null, "
+            "strftime(happened_at, '%Y-%m-%d %H:%M') from cleansing.cleansing_events order by 1"
+        ) == [
+            (1, 1300, "view", None, True, "2026-01-05 23:30"),  # the last loaded copy
+            (2, 500, "buy", None, False, "2026-01-06 08:00"),
+            (3, 900, "buy", None, True, "2026-01-06 09:00"),
+        ]
+        columns = {r[0] for r in rows("describe cleansing.cleansing_events")}
+        assert not {"user_email", "user_name"} & columns
+        assert rows(
+            "select user_email, user_name from cleansing_secret.cleansing_secret_events "
+            "where event_id = 1"
+        ) == [("Mia@Example.jp", "Mia")]
+        # The partner's marts: company 7's rows only, only requested columns, no PII.
+        v1 = rows("select * from public_7_acme.public_7_acme_events_v1 order by 1")
+        assert v1 == [(1, 1300), (2, 500)]
+        v2_columns = [r[0] for r in rows("describe public_7_acme.public_7_acme_events_v2")]
+        assert v2_columns == ["event_id", "event_kind", "amount_jpy", "happened_at"]
+        accounts = rows("select * from public_7_acme.public_7_acme_accounts_v2")
+        assert accounts == [("a1", "gold")]
+
+
+def test_no_mart_depends_on_cleansing_secret() -> None:
+    """Over the repository's manifest: marts (partner marts included) never reach the secret."""
+    from assets.dbt_models.project import minato_dbt_project
+
+    manifest = json.loads(minato_dbt_project.manifest_path.read_text())
+    parents = manifest["parent_map"]
+    secret = {uid for uid, n in manifest["nodes"].items() if n["schema"] == "cleansing_secret"}
+    marts = {
+        uid
+        for uid, node in manifest["nodes"].items()
+        if node["resource_type"] == "model" and node["path"].startswith("marts/")
+    }
+    assert secret and any(".public_101_kazaneya_" in uid for uid in marts)
+    for uid in marts:
+        seen, stack = set(), [uid]
+        while stack:
+            for parent in parents.get(stack.pop(), []):
+                assert parent not in secret, f"{uid} depends on {parent}"
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
