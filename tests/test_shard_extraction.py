@@ -426,3 +426,42 @@ def test_nine_hour_bug_reproduced_and_avoided_by_declaring(tmp_path, instance) -
     # From the server: right on a JST server, 9 hours off on the restored UTC one (the bug).
     assert results["+09:00"][1] == truth
     assert results["+00:00"][1] - truth == dt.timedelta(hours=9)
+
+
+@pytest.mark.mariadb
+def test_timestamp_columns_render_in_the_shard_zone(tmp_path, instance) -> None:
+    """MySQL converts TIMESTAMP values to the reading session's zone: the session is set to the
+    shard's, so a TIMESTAMP and a DATETIME written for the same JST instant load identically."""
+    require_server(HOST, PORT, "MariaDB")
+    admin = pymysql.connect(host=HOST, port=PORT, user="root", password="", autocommit=True)
+    database = "minato_it_timestamps"
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        cursor.execute(f"CREATE DATABASE {database}")
+        cursor.execute(
+            f"CREATE TABLE {database}.orders_1 (order_id INT, status VARCHAR(20), "
+            "ordered_at DATETIME, paid_at TIMESTAMP NULL, updated_at DATETIME)"
+        )
+        # Written by a UTC session: 02:00 UTC is 11:00 on the JST wall clock.
+        cursor.execute("SET time_zone = '+00:00'")
+        cursor.execute(
+            f"INSERT INTO {database}.orders_1 VALUES "
+            "(1, 'paid', '2026-01-05 11:00:00', '2026-01-05 02:00:00', '2026-01-05 11:00:00')"
+        )
+    shards_file = tmp_path / "shards.yaml"
+    url = f"mysql+pymysql://root@{HOST}:{PORT}/{database}"
+    shards_file.write_text(
+        f"shards:\n  - name: shard_01\n    url: {url}\n    timezone: Asia/Tokyo\n"
+    )
+    try:
+        assert _materialize(
+            shards_file, tmp_path / "warehouse.duckdb", instance, "shard_01"
+        ).success
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        admin.close()
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT ordered_at, paid_at FROM lake.orders").fetchall() == [
+            ("2026-01-05 11:00:00", "2026-01-05 11:00:00")
+        ]
