@@ -16,14 +16,14 @@ with ranked as (
 )
 
 select
+    _business_day as business_day,
+    _shard as shard,
+    cast(_client_id as {{ dbt.type_bigint() }}) as client_id,
     cast(order_item_id as {{ dbt.type_bigint() }}) as order_item_id,
     cast(order_id as {{ dbt.type_bigint() }}) as order_id,
     cast(product_id as {{ dbt.type_bigint() }}) as product_id,
     cast(quantity as {{ dbt.type_bigint() }}) as quantity,
     {{ parse_amount('unit_price') }} as unit_price_jpy,
-    {{ to_jst_datetime('updated_at', '_source_tz') }} as updated_at,
-    _business_day as business_day,
-    _shard as shard,
-    cast(_client_id as {{ dbt.type_bigint() }}) as client_id
+    {{ to_jst_datetime('updated_at', '_source_tz') }} as updated_at
 from ranked
 where _version_rank = 1

@@ -16,6 +16,11 @@ with ranked as (
 )
 
 select
+    _business_day as business_day,
+    _shard as shard,
+    cast(_client_id as {{ dbt.type_bigint() }}) as client_id,
+    _source_table as source_table,
+    _loaded_at as loaded_at,
     cast(order_id as {{ dbt.type_bigint() }}) as order_id,
     {{ hash_pii("customer_email") }} as customer_key,
     status as order_status,
@@ -23,11 +28,6 @@ select
     shipping_prefecture,
     note,
     {{ to_jst_datetime('ordered_at', '_source_tz') }} as ordered_at,
-    {{ to_jst_datetime('updated_at', '_source_tz') }} as updated_at,
-    _business_day as business_day,
-    _shard as shard,
-    cast(_client_id as {{ dbt.type_bigint() }}) as client_id,
-    _source_table as source_table,
-    _loaded_at as loaded_at
+    {{ to_jst_datetime('updated_at', '_source_tz') }} as updated_at
 from ranked
 where _version_rank = 1

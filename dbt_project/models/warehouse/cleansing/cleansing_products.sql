@@ -11,12 +11,12 @@ with ranked as (
 )
 
 select
+    _shard as shard,
+    cast(_client_id as {{ dbt.type_bigint() }}) as client_id,
     cast(product_id as {{ dbt.type_bigint() }}) as product_id,
     product_name,
     category,
     {{ parse_amount('price') }} as price_jpy,
-    {{ to_jst_datetime('updated_at', '_source_tz') }} as updated_at,
-    _shard as shard,
-    cast(_client_id as {{ dbt.type_bigint() }}) as client_id
+    {{ to_jst_datetime('updated_at', '_source_tz') }} as updated_at
 from ranked
 where _version_rank = 1
