@@ -165,15 +165,33 @@ def key_checksum(data: pa.Table, key_columns: Sequence[str], integer_keys: Seque
 
 
 @dataclass(frozen=True)
+class ReadWindow:
+    """What a read selects: rows whose change column lies in [low, high) on the shard's wall
+    clock (`low=None`: everything before `high`), with the logical key for the checksum."""
+
+    change_column: str
+    low: str | None
+    high: str
+    dialect: str  # `mysql` | `sqlite`
+    key_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class BatchQuery:
     """One statement reading a group of same-layout client tables for one window."""
 
     number: int
     tables: tuple[PhysicalTable, ...]
-    sql: str
+    window: ReadWindow
     # Tables without a primary key on the logical key may hold duplicates: their rows come
     # ordered by (table, key, newest change first), so duplicates arrive next to each other.
     ordered: bool
+
+    @property
+    def sql(self) -> str:
+        # Built when the batch is read, not when it is planned: a shard of 120,000 tables
+        # would otherwise hold ~100 MB of SQL text for the whole run.
+        return union_query(self.tables, self.window, ordered=self.ordered)
 
     def describe(self) -> str:
         names = ", ".join(t.name for t in self.tables[:5])
@@ -200,20 +218,11 @@ def _select_list(dialect: _Dialect, table: PhysicalTable) -> str:
     return ", ".join(columns)
 
 
-def union_query(
-    tables: Sequence[PhysicalTable],
-    change_column: str,
-    low: str | None,
-    high: str,
-    dialect_name: str,
-    key_columns: Sequence[str],
-    *,
-    ordered: bool = False,
-) -> str:
+def union_query(tables: Sequence[PhysicalTable], read: ReadWindow, *, ordered: bool = False) -> str:
     """Rows of same-layout tables in the window, plus one summary row per table."""
-    dialect = _DIALECTS[dialect_name]
-    window = _window(dialect, change_column, low, high)
-    key_sum = _key_sum_expression(dialect, tables, key_columns)
+    dialect = _DIALECTS[read.dialect]
+    window = _window(dialect, read.change_column, read.low, read.high)
+    key_sum = _key_sum_expression(dialect, tables, read.key_columns)
     no_values = ", ".join("NULL" for _ in tables[0].columns)
     columns = _select_list(dialect, tables[0])  # one layout per batch
     text = dialect.text_type
@@ -233,34 +242,25 @@ def union_query(
         )
     sql = "\nUNION ALL\n".join(parts)
     if ordered:
-        keys = ", ".join(dialect.quote(validate_identifier(k)) for k in key_columns)
-        change = dialect.quote(change_column)
+        keys = ", ".join(dialect.quote(validate_identifier(k)) for k in read.key_columns)
+        change = dialect.quote(read.change_column)
         sql += f"\nORDER BY _source_table, {keys}, {change} DESC"
     return sql
 
 
 def plan_batches(
-    tables: Sequence[PhysicalTable],
-    change_column: str,
-    low: str | None,
-    high: str,
-    dialect_name: str,
-    key_columns: Sequence[str],
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    tables: Sequence[PhysicalTable], read: ReadWindow, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> list[BatchQuery]:
     """Same-layout tables together (a UNION needs one column list), `batch_size` at most."""
     groups: dict[tuple[object, ...], list[PhysicalTable]] = defaultdict(list)
     for table in tables:
-        keyed = bool(table.primary_key) and set(table.primary_key) <= set(key_columns)
+        keyed = bool(table.primary_key) and set(table.primary_key) <= set(read.key_columns)
         groups[(table.columns, keyed)].append(table)
     plan = []
     for (_, keyed), group in groups.items():
         for i in range(0, len(group), batch_size):
-            chunk = tuple(group[i : i + batch_size])
-            sql = union_query(
-                chunk, change_column, low, high, dialect_name, key_columns, ordered=not keyed
-            )
-            plan.append(BatchQuery(len(plan), chunk, sql, ordered=not keyed))
+            batch = tuple(group[i : i + batch_size])
+            plan.append(BatchQuery(len(plan), batch, read, ordered=not keyed))
     return plan
 
 
@@ -445,7 +445,8 @@ def read_windows(
     chunk_rows = chunk_rows or DEFAULT_CHUNK_ROWS
     low, high = wall_clock_bounds(timezone, start, end)
     dialect = "sqlite" if url.get_backend_name() == "sqlite" else "mysql"
-    plan = plan_batches(tables, change_column, low, high, dialect, key_columns, batch_size)
+    read = ReadWindow(change_column, low, high, dialect, tuple(key_columns))
+    plan = plan_batches(tables, read, batch_size)
     pending = iter(plan)
     lock = threading.Lock()
     events: queue.Queue[object] = queue.Queue(maxsize=2 * connections)

@@ -16,7 +16,14 @@ import yaml
 from assets.ingestion.shard_load import business_day_bounds
 from assets.ingestion.shard_tables import shard_table_assets
 from resources.shard_catalog import PhysicalTable, SchemaDriftError, check_drift, discover
-from resources.shard_reader import BatchDone, Chunk, key_checksum, plan_batches, union_query
+from resources.shard_reader import (
+    BatchDone,
+    Chunk,
+    ReadWindow,
+    key_checksum,
+    plan_batches,
+    union_query,
+)
 from resources.shards import ShardSource
 from resources.warehouse import DuckDBWarehouse
 from tests.servers import require_server
@@ -59,9 +66,10 @@ def test_union_query_text() -> None:
         _table("orders_1", ("order_id", "bigint"), ("payload", "blob"), ("updated_at", "datetime")),
         _table("orders_2", ("order_id", "bigint"), ("payload", "blob"), ("updated_at", "datetime")),
     ]
-    sql = union_query(
-        tables, "updated_at", "2026-01-01 00:00:00", "2026-01-02 00:00:00", "mysql", ["order_id"]
+    read = ReadWindow(
+        "updated_at", "2026-01-01 00:00:00", "2026-01-02 00:00:00", "mysql", ("order_id",)
     )
+    sql = union_query(tables, read)
     window = "`updated_at` >= '2026-01-01 00:00:00' AND `updated_at` < '2026-01-02 00:00:00'"
     # Binary as bytes (UTF-8 is checked at ingestion), anything that could break the driver as
     # text rendered by the server (text columns are read as they are).
@@ -86,7 +94,8 @@ def test_union_query_text() -> None:
 
 def test_first_partition_reads_all_history_and_rows_without_change_time() -> None:
     tables = [_table("orders_1", ("order_id", "varchar"), ("updated_at", "datetime"))]
-    sql = union_query(tables, "updated_at", None, "2025-01-02 00:00:00", "sqlite", ["order_id"])
+    read = ReadWindow("updated_at", None, "2025-01-02 00:00:00", "sqlite", ("order_id",))
+    sql = union_query(tables, read)
     assert """WHERE ("updated_at" < '2025-01-02 00:00:00' OR "updated_at" IS NULL)""" in sql
     # A text key is summed as CRC32s (the same function is computed on the client).
     assert 'COALESCE(SUM(crc32("order_id")), 0)' in sql
@@ -95,7 +104,8 @@ def test_first_partition_reads_all_history_and_rows_without_change_time() -> Non
 def test_batches_group_same_layouts_and_bound_their_size() -> None:
     narrow = [_table(f"orders_{i}", ("a", "int")) for i in range(5)]
     wide = [_table(f"orders_{i}", ("a", "int"), ("b", "int")) for i in range(5, 8)]
-    plan = plan_batches([*narrow, *wide], "a", "0", "1", "mysql", ["a"], batch_size=2)
+    read = ReadWindow("a", "0", "1", "mysql", ("a",))
+    plan = plan_batches([*narrow, *wide], read, batch_size=2)
     assert [[t.name for t in b.tables] for b in plan] == [
         ["orders_0", "orders_1"],
         ["orders_2", "orders_3"],
@@ -106,7 +116,7 @@ def test_batches_group_same_layouts_and_bound_their_size() -> None:
     # No primary key declared: duplicates are possible, so rows come sorted to expose them.
     assert all(b.ordered and b.sql.endswith("ORDER BY _source_table, `a`, `a` DESC") for b in plan)
     keyed = [PhysicalTable("orders", "9", "orders_9", (("a", "int"),), ("a",))]
-    (batch,) = plan_batches(keyed, "a", "0", "1", "mysql", ["a"])
+    (batch,) = plan_batches(keyed, read)
     assert not batch.ordered and "ORDER BY" not in batch.sql
 
 
