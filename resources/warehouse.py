@@ -354,6 +354,11 @@ class BigQueryWarehouse(Warehouse):
     def kind(self) -> str:
         return "bigquery"
 
+    def client(self) -> Any:
+        """A client on the warehouse's project and location, for callers that need what the
+        row-returning methods hide: job statistics (bytes billed), per-statement limits."""
+        return self._client()
+
     def _client(self) -> Any:
         # Imported and constructed lazily: nothing at import time may need a credential.
         from google.cloud import bigquery

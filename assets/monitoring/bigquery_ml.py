@@ -237,12 +237,9 @@ class BigQueryJobs:
 
     @classmethod
     def for_warehouse(cls, warehouse: BigQueryWarehouse) -> BigQueryJobs:
-        # A client of its own: the warehouse's interface returns rows, not the job statistics
-        # (bytes billed) or a per-statement limit.
-        from google.cloud import bigquery
-
-        client = bigquery.Client(project=warehouse.project, location=warehouse.location)
-        return cls(client, warehouse.maximum_bytes_billed)
+        # The warehouse's client: its row-returning methods hide the job statistics (bytes
+        # billed) and take no per-statement limit.
+        return cls(warehouse.client(), warehouse.maximum_bytes_billed)
 
     def run(self, sql: str, maximum_bytes_billed: int) -> pa.Table:
         from google.cloud import bigquery
