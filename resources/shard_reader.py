@@ -387,18 +387,21 @@ def _read_batch(
         try:
             source_rows = source_key_sum = summaries = 0
             for raw in _stream(url, batch.sql, chunk_rows, timezone, year):
-                is_summary = pc.is_valid(raw[SOURCE_ROWS])
-                summary = raw.filter(is_summary)
-                summaries += summary.num_rows
-                for rows, key_sum in zip(
-                    summary[SOURCE_ROWS].to_pylist(),
-                    summary[SOURCE_KEY_SUM].to_pylist(),
-                    strict=True,
-                ):
-                    source_rows += int(rows)
-                    # SUM of integers renders without a fraction (DECIMAL(n,0) on MySQL).
-                    source_key_sum += int(key_sum or 0)
-                data = raw.filter(pc.invert(is_summary)).drop_columns([SOURCE_ROWS, SOURCE_KEY_SUM])
+                data = raw
+                if raw[SOURCE_ROWS].null_count < raw.num_rows:  # the chunk holds summary rows
+                    is_summary = pc.is_valid(raw[SOURCE_ROWS])
+                    summary = raw.filter(is_summary)
+                    summaries += summary.num_rows
+                    for rows, key_sum in zip(
+                        summary[SOURCE_ROWS].to_pylist(),
+                        summary[SOURCE_KEY_SUM].to_pylist(),
+                        strict=True,
+                    ):
+                        source_rows += int(rows)
+                        # SUM of integers renders without a fraction (DECIMAL(n,0) on MySQL).
+                        source_key_sum += int(key_sum or 0)
+                    data = raw.filter(pc.invert(is_summary))
+                data = data.drop_columns([SOURCE_ROWS, SOURCE_KEY_SUM])
                 if data.num_rows:
                     produced = True
                     yield Chunk(batch, _normalize(data, batch.tables))

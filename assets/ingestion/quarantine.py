@@ -155,11 +155,12 @@ def split_valid_rows(
                 "duplicate key (a newer or identical version of this row was loaded)",
             )
         )
+    problems = [(column, mask, reason) for column, mask, reason in problems if pc.any(mask).as_py()]
+    if not problems:  # the common case: no copy of the rows at all
+        return Split(decoded, QUARANTINE_SCHEMA.empty_table(), 0)
     bad = pa.chunked_array([pa.array(np.zeros(data.num_rows, dtype=bool))])
     records = []
     for column, mask, reason in problems:
-        if not pc.any(mask).as_py():
-            continue
         bad = pc.or_(bad, mask)
         # Records show the values as received (bytes that are not UTF-8 included).
         for row in data.filter(mask).to_pylist():
