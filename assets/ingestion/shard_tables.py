@@ -1,7 +1,8 @@
 """Shard ingestion: one asset per logical lake table, partitioned by business day × shard.
 
-A run handles one or more (day, shard) partitions (see `shard_load`); a backfill runs a month
-of days per run, so a crash loses at most the run in flight and the backfill resumes from there.
+A run handles one or more (day, shard) partitions (see `shard_load`); a backfill from the UI
+runs a bounded number of partitions per run, so a crash loses at most the run in flight and the
+backfill resumes from there.
 """
 
 import datetime as dt
