@@ -56,6 +56,11 @@ SPEC = MetricSpec(
     name="bench",
     description="benchmark series",
     direction="both",
+    # The engines score series handed to them; the model is never read here.
+    schema="bench",
+    model="series",
+    timestamp_column="metric_day",
+    value="SUM(value)",
     frequency="AUTO_FREQUENCY",
     # Real series are weekly and monthly over decades: learn from all their history.
     training_days=40_000,

@@ -60,13 +60,13 @@ GOAL_RSS_MB = 1024
 # Timed wrappers around Minato's seams, looked up by name: whichever exist in the measured
 # implementation are timed; a missing one is skipped. (module, attribute path, phase)
 PHASE_TARGETS = (
-    ("resources.shard_catalog", "discover", "discover"),
+    ("assets.ingestion.shard_catalog", "discover", "discover"),
     ("assets.ingestion.shard_load", "load_partitions", "load"),
     # Readers run on threads (generators: the time inside each step counts), so their sums
     # can exceed the wall time.
-    ("resources.shard_reader", "_read_batch", "read_batch"),
-    ("resources.shard_reader", "_stream_mysql", "fetch_driver"),
-    ("resources.shard_reader", "key_checksum", "checksum"),
+    ("assets.ingestion.shard_reader", "_read_batch", "read_batch"),
+    ("assets.ingestion.shard_streams", "stream_mysql", "fetch_driver"),
+    ("assets.ingestion.checksums", "key_checksum", "checksum"),
     ("assets.ingestion.quarantine", "split_valid_rows", "validate"),
     ("resources.warehouse", "ParquetSpool.append", "spool_write"),
     ("resources.warehouse", "DuckDBWarehouse._replace_from_spool", "lake_write"),
@@ -180,7 +180,7 @@ def worker_minato(job: dict[str, Any]) -> dict[str, Any]:
     from resources.warehouse import DuckDBWarehouse
 
     asset = next(
-        a for a in shard_tables.shard_table_assets if a.key == dg.AssetKey(["lake", "orders"])
+        a for a in shard_tables.shard_table_assets() if a.key == dg.AssetKey(["lake", "orders"])
     )
     timings: dict[str, dict[str, float]] = {}
     timed_seams = _install_phase_timers(timings)

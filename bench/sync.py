@@ -1,6 +1,6 @@
 """`make bench-sync`: Minato's reverse ETL on a 10-million-row model, against the seed's Hightouch.
 
-In one run, through the public seam `assets.sync.run_sync` (what the sync asset calls):
+In one run, through the public seam `assets.sync.engine.run_sync` (what the sync asset calls):
 
 1. generates the model `bench.scores` (`--rows`, 7 columns) in a fresh DuckDB file;
 2. full sync into the local PostgreSQL (COPY + INSERT ... ON CONFLICT), timed end to end
@@ -40,7 +40,8 @@ REPO_ROOT = BENCH_DIR.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from assets.sync import SyncReport, SyncSpec, run_sync  # noqa: E402
+from assets.sync.engine import SyncReport, run_sync  # noqa: E402
+from assets.sync.specs import SyncSpec  # noqa: E402
 from resources.destinations import HttpJsonDestination, PostgresDestination  # noqa: E402
 from resources.warehouse import DuckDBWarehouse  # noqa: E402
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.partitions import day_shard_partitions, shards
+from assets.partitions import day_shard_key, partition_range_tags, shard_names
 
 
 @dataclass(frozen=True)
@@ -27,29 +27,21 @@ class BackfillChunk:
 
     @property
     def tags(self) -> dict[str, str]:
-        # Partition keys run day-major (`<day>|<shard>`): days × all shards is one key range.
-        return {
-            "dagster/asset_partition_range_start": self.keys[0],
-            "dagster/asset_partition_range_end": self.keys[-1],
-        }
+        return partition_range_tags(self.keys[0], self.keys[-1])
 
 
 def plan_chunks(start: dt.date, end: dt.date, days_per_run: int) -> list[BackfillChunk]:
     if end < start or days_per_run < 1:
         raise ValueError(f"empty backfill: {start}..{end} in runs of {days_per_run} day(s)")
-    shard_names = sorted(shards.get_partition_keys())
+    shards = sorted(shard_names())
     chunks, first = [], start
     while first <= end:
         last = min(first + dt.timedelta(days=days_per_run - 1), end)
         days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
-        keys = tuple(str(day_shard_key(day, shard)) for day in days for shard in shard_names)
+        keys = tuple(str(day_shard_key(day, shard)) for day in days for shard in shards)
         chunks.append(BackfillChunk(first, last, keys))
         first = last + dt.timedelta(days=1)
     return chunks
-
-
-def day_shard_key(day: dt.date, shard: str) -> dg.MultiPartitionKey:
-    return day_shard_partitions.get_partition_key_from_str(f"{day}|{shard}")  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

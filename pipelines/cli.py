@@ -1,7 +1,6 @@
 """The `minato` command line: demo data, the demo run, and on-call ingestion by hand."""
 
 import datetime as dt
-import os
 import warnings
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import click
 import dagster as dg
 
 from pipelines.generate.commands import generate, metadata
-from resources.environment import apply_embedded_defaults
+from resources import settings
 
 
 def _demo_config(seed: int, end_date: str | None, days: int):
@@ -23,10 +22,19 @@ def _demo_config(seed: int, end_date: str | None, days: int):
 @click.group()
 def main() -> None:
     """Minato: the data platform as one Dagster asset graph."""
-    apply_embedded_defaults()
     # Terminal output is for people: Dagster's API-stability notices belong in development.
     for category in (dg.BetaWarning, dg.PreviewWarning, dg.SupersessionWarning):
         warnings.filterwarnings("ignore", category=category)
+
+
+def _shard_source():
+    from resources.shards import ShardSource
+
+    return ShardSource(shards_file=str(settings.shards_file()))
+
+
+def _landing_dir() -> Path:
+    return Path(settings.effective()["MINATO_LANDING_DIR"])
 
 
 @main.group()
@@ -52,14 +60,9 @@ def _with_seed_options(fn):
 def demo_seed(seed: int, end_date: str | None, days: int) -> None:
     """Create the demo shard databases and landing files."""
     from pipelines.demo import seed_demo
-    from resources.shards import ShardSource
 
     config = _demo_config(seed, end_date, days)
-    counts = seed_demo(
-        config,
-        ShardSource(shards_file=os.environ["MINATO_SHARDS_FILE"]),
-        Path(os.environ["MINATO_LANDING_DIR"]),
-    )
+    counts = seed_demo(config, _shard_source(), _landing_dir())
     click.echo(f"seeded {config.first_day}..{config.last_day}: {counts}")
 
 
@@ -68,14 +71,9 @@ def demo_seed(seed: int, end_date: str | None, days: int) -> None:
 def demo_run(seed: int, end_date: str | None, days: int) -> None:
     """Seed, then materialize the whole graph and print a summary."""
     from pipelines.demo import run_demo, seed_demo
-    from resources.shards import ShardSource
 
     config = _demo_config(seed, end_date, days)
-    seed_demo(
-        config,
-        ShardSource(shards_file=os.environ["MINATO_SHARDS_FILE"]),
-        Path(os.environ["MINATO_LANDING_DIR"]),
-    )
+    seed_demo(config, _shard_source(), _landing_dir())
     with dg.DagsterInstance.get() as instance:
         click.echo(run_demo(config, instance))
     click.echo("Open the Dagster UI on this run history: make dev  (then http://127.0.0.1:3000)")
@@ -83,18 +81,17 @@ def demo_run(seed: int, end_date: str | None, days: int) -> None:
 
 @main.command()
 def manifest() -> None:
-    """Parse the dbt project into target/manifest.json, with the same environment as runs.
+    """Parse the dbt project into target/manifest.json and cache its Dagster specs beside it.
 
-    Runs then reuse the parse (dbt re-parses from scratch if the profile's rendered values,
-    such as the DuckDB path, differ from the ones the manifest was built with).
+    A deployment runs this at build time; loading the code location then reads both and runs
+    no dbt. Runs reuse the parse (dbt re-parses from scratch only if the profile's rendered
+    values, such as the DuckDB path, differ from the ones the manifest was built with).
     """
-    from assets.dbt_models.project import prepare_manifest
+    from assets.dbt_models.layers import dbt_stages, prepare_stages
+    from assets.dbt_models.project import dbt_project
 
-    click.echo(f"wrote {prepare_manifest()}")
-    # Importing the dbt stages translates their specs once and caches them beside the manifest.
-    from assets.dbt_models import layers
-
-    click.echo(f"cached the specs of {len(layers.dbt_model_assets)} dbt multi-assets")
+    click.echo(f"wrote {prepare_stages(dbt_project())}")
+    click.echo(f"cached the specs of {len(dbt_stages().assets)} dbt multi-assets")
 
 
 @main.command()
@@ -102,15 +99,16 @@ def manifest() -> None:
 @click.option("--shard", "shard_names", multiple=True, help="Shard(s); default all.")
 def ingest(days: tuple[str, ...], shard_names: tuple[str, ...]) -> None:
     """Ingest the given business days x shards into the lake, one run per partition."""
-    from assets.partitions import DAY_DIMENSION, SHARD_DIMENSION, shards
+    from assets.partitions import day_shard_key
+    from assets.partitions import shard_names as all_shards
     from pipelines.definitions import defs
 
     job = defs.resolve_job_def("ingest_shards")
     failed = []
     with dg.DagsterInstance.get() as instance:
         for day in days:
-            for shard in shard_names or shards.get_partition_keys():
-                key = dg.MultiPartitionKey({DAY_DIMENSION: day, SHARD_DIMENSION: shard})
+            for shard in shard_names or all_shards():
+                key = day_shard_key(day, shard)
                 result = job.execute_in_process(
                     instance=instance, partition_key=key, raise_on_error=False
                 )
@@ -134,12 +132,12 @@ def anomaly() -> None:
 @click.option("--note", default="", help="Why, for the next on-call.")
 def anomaly_feedback(metric: str, series_id: str, day: str, verdict: str, note: str) -> None:
     """Record a verdict in monitoring.anomaly_feedback (replaces an earlier one for the point)."""
-    from assets.monitoring.anomalies import METRIC_SPECS
     from assets.monitoring.feedback import record_feedback
+    from assets.monitoring.metrics import metric_specs
     from pipelines.definitions import defs
 
-    if metric not in METRIC_SPECS:
-        raise click.BadParameter(f"unknown metric; one of {', '.join(METRIC_SPECS)}")
+    if metric not in metric_specs():
+        raise click.BadParameter(f"unknown metric; one of {', '.join(metric_specs())}")
     with dg.build_resources({"warehouse": defs.resources["warehouse"]}) as built:
         record_feedback(
             built.warehouse, metric, series_id, dt.date.fromisoformat(day), verdict, note
@@ -160,11 +158,11 @@ def backfill(start: str, end: str, days_per_run: int, force: bool) -> None:
     """
     from assets.ingestion.shard_tables import shard_table_assets
     from pipelines.backfill import run_backfill
-    from pipelines.environment import build_resources
+    from pipelines.resources_by_env import build_resources
 
     with dg.DagsterInstance.get() as instance:
         result = run_backfill(
-            shard_table_assets,
+            shard_table_assets(),
             build_resources(),
             instance,
             dt.date.fromisoformat(start),

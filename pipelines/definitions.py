@@ -1,5 +1,10 @@
 """The Minato code location: every asset, check, job, schedule and sensor, and the resources
-chosen by environment variables (pipelines/environment.py)."""
+chosen by environment variables (pipelines/resources_by_env.py).
+
+Loading it reads configuration (the shards file, metric and sync YAML, the cached dbt specs) and
+nothing else: no process, no write, no network. A deployment runs `make manifest` first; a
+missing dbt manifest is one error that says so.
+"""
 
 import dagster as dg
 
@@ -7,21 +12,21 @@ from assets.dbt_models.layers import dbt_model_assets
 from assets.ingestion.landing_files import landing_file_assets
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import anomaly_assets, anomaly_checks
-from assets.sync import sync_assets, sync_checks
-from pipelines.environment import build_resources
+from assets.sync.assets import sync_assets, sync_checks
 from pipelines.jobs import ingest_shards_job, warehouse_daily_job
+from pipelines.resources_by_env import build_resources
 from pipelines.schedules import daily_ingestion_schedule
 from pipelines.sensors import landing_sensor, run_failure_alert, warehouse_after_ingestion_sensor
 
 defs = dg.Definitions(
     assets=[
-        *shard_table_assets,
-        *landing_file_assets,
-        *dbt_model_assets,
-        *anomaly_assets,
-        *sync_assets,
+        *shard_table_assets(),
+        *landing_file_assets(),
+        *dbt_model_assets(),
+        *anomaly_assets(),
+        *sync_assets(),
     ],
-    asset_checks=[*anomaly_checks, *sync_checks],
+    asset_checks=[*anomaly_checks(), *sync_checks()],
     jobs=[ingest_shards_job, warehouse_daily_job],
     schedules=[daily_ingestion_schedule],
     sensors=[landing_sensor, warehouse_after_ingestion_sensor, run_failure_alert],

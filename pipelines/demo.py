@@ -13,10 +13,10 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from assets.ingestion.landing_files import crm_contacts, search_console_pages
+from assets.ingestion.landing_files import CRM_CONTACTS_KEY, SEARCH_CONSOLE_PAGES_KEY
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import current_anomalies_sql
-from assets.partitions import DAY_DIMENSION, SHARD_DIMENSION, shards
+from assets.partitions import day_shard_key, partition_range_tags, shard_names
 from pipelines import demo_data
 from pipelines.definitions import defs
 from pipelines.jobs import warehouse_daily_job
@@ -37,14 +37,6 @@ def seed_demo(config: demo_data.DemoConfig, shard_source: ShardSource, landing_d
     return demo_data.seed(config, urls, landing_dir)
 
 
-def _range_tags(first: str, last: str) -> dict[str, str]:
-    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-
-
-def _day_shard_key(day: dt.date, shard: str) -> str:
-    return str(dg.MultiPartitionKey({DAY_DIMENSION: day.isoformat(), SHARD_DIMENSION: shard}))
-
-
 def _materialize(
     instance: dg.DagsterInstance, selection: dg.AssetSelection, tags: dict[str, str]
 ) -> dg.ExecuteInProcessResult:
@@ -61,19 +53,18 @@ def _materialize(
 
 def run_window(instance: dg.DagsterInstance, first: dt.date, last: dt.date) -> dict[str, dict]:
     """Ingest every shard and landing file for [first, last], then the warehouse stage."""
-    shard_names = shards.get_partition_keys()
+    shards = shard_names()
     _materialize(
         instance,
-        dg.AssetSelection.assets(*shard_table_assets),
-        _range_tags(_day_shard_key(first, shard_names[0]), _day_shard_key(last, shard_names[-1])),
+        dg.AssetSelection.assets(*shard_table_assets()),
+        partition_range_tags(
+            str(day_shard_key(first, shards[0])), str(day_shard_key(last, shards[-1]))
+        ),
     )
-    _materialize(
-        instance, dg.AssetSelection.assets(search_console_pages), _range_tags(str(first), str(last))
-    )
-    _materialize(instance, dg.AssetSelection.assets(crm_contacts), {})
-    result = _materialize(
-        instance, warehouse_daily_job.selection, _range_tags(str(first), str(last))
-    )
+    days = partition_range_tags(str(first), str(last))
+    _materialize(instance, dg.AssetSelection.assets(SEARCH_CONSOLE_PAGES_KEY), days)
+    _materialize(instance, dg.AssetSelection.assets(CRM_CONTACTS_KEY), {})
+    result = _materialize(instance, warehouse_daily_job.selection, days)
     return {
         event.asset_key.to_user_string(): {
             k: v.value for k, v in event.materialization.metadata.items()

@@ -10,16 +10,16 @@ import dagster as dg
 from assets.dbt_models.layers import dbt_model_assets
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import anomaly_assets
-from assets.sync import sync_assets
+from assets.sync.assets import sync_assets
 
 ingest_shards_job = dg.define_asset_job(
     "ingest_shards",
-    selection=dg.AssetSelection.assets(*shard_table_assets),
+    selection=dg.AssetSelection.assets(*shard_table_assets()),
     description="Extract one business day of every client table of a shard into the lake.",
 )
 
 warehouse_daily_job = dg.define_asset_job(
     "warehouse_daily",
-    selection=dg.AssetSelection.assets(*dbt_model_assets, *anomaly_assets, *sync_assets),
+    selection=dg.AssetSelection.assets(*dbt_model_assets(), *anomaly_assets(), *sync_assets()),
     description="dbt warehouse + marts for a business day, then anomaly detection and syncs.",
 )

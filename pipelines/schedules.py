@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from assets.partitions import BUSINESS_TIMEZONE, DAY_DIMENSION, SHARD_DIMENSION, shards
+from assets.constants import BUSINESS_TIMEZONE
+from assets.partitions import day_shard_key, shard_names
 from pipelines.jobs import ingest_shards_job
 
 
@@ -25,8 +26,8 @@ def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.R
     return [
         dg.RunRequest(
             run_key=f"{day}|{shard}",
-            partition_key=dg.MultiPartitionKey({DAY_DIMENSION: day, SHARD_DIMENSION: shard}),
+            partition_key=day_shard_key(day, shard),
             tags={"minato/shard": shard},
         )
-        for shard in shards.get_partition_keys()
+        for shard in shard_names()
     ]

@@ -7,16 +7,17 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from assets.constants import BUSINESS_TIMEZONE
 from assets.ingestion.landing_files import (
+    CRM_CONTACTS_KEY,
     CRM_CONTACTS_PREFIX,
+    SEARCH_CONSOLE_PAGES_KEY,
     SEARCH_CONSOLE_PREFIX,
-    crm_contacts,
     is_crm_contacts_file,
     search_console_day,
-    search_console_pages,
 )
 from assets.ingestion.shard_tables import UNRECONCILED_METADATA, shard_table_assets
-from assets.partitions import BUSINESS_TIMEZONE, DAY_DIMENSION, SHARD_DIMENSION, shards
+from assets.partitions import day_partition_keys
 from pipelines.jobs import warehouse_daily_job
 from resources.landing import LandedFile, LandingStore
 from resources.notifications import Notifier
@@ -25,6 +26,8 @@ from resources.notifications import Notifier
 # second as the previous evaluation's newest file: files this close to the high-water mark are
 # remembered by identity rather than skipped by time.
 _CLOCK_MARGIN_S = 2.0
+# The op of an asset is named after its key: how run config addresses the CRM export's file.
+CRM_CONTACTS_OP = CRM_CONTACTS_KEY.to_python_identifier()
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class LandingCursor:
 
 
 @dg.sensor(
-    target=[search_console_pages, crm_contacts],
+    target=[SEARCH_CONSOLE_PAGES_KEY, CRM_CONTACTS_KEY],
     minimum_interval_seconds=60,
     # Automation starts switched off (like the schedule): a deployment turns it on in the UI
     # once its sources are real, instead of replaying every file already in the landing zone.
@@ -82,29 +85,22 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingStore) -
         if day is not None:
             requests.append(
                 dg.RunRequest(
-                    run_key=run_key, asset_selection=[search_console_pages.key], partition_key=day
+                    run_key=run_key,
+                    asset_selection=[SEARCH_CONSOLE_PAGES_KEY],
+                    partition_key=day,
                 )
             )
         elif is_crm_contacts_file(landed.key):
             requests.append(
                 dg.RunRequest(
                     run_key=run_key,
-                    asset_selection=[crm_contacts.key],
-                    run_config={
-                        "ops": {"lake__crm_contacts": {"config": {"file_key": landed.key}}}
-                    },
+                    asset_selection=[CRM_CONTACTS_KEY],
+                    run_config={"ops": {CRM_CONTACTS_OP: {"config": {"file_key": landed.key}}}},
                 )
             )
         else:
             context.log.warning(f"ignoring unexpected landed file {landed.key}")
     return dg.SensorResult(run_requests=requests, cursor=cursor.advance(files).to_json())
-
-
-def _day_partition_keys(day: str) -> set[str]:
-    return {
-        str(dg.MultiPartitionKey({DAY_DIMENSION: day, SHARD_DIMENSION: shard}))
-        for shard in shards.get_partition_keys()
-    }
 
 
 @dg.sensor(
@@ -119,9 +115,9 @@ def warehouse_after_ingestion_sensor(context: dg.SensorEvaluationContext) -> lis
     requests = []
     for days_back in (1, 2, 3):
         day = (today - dt.timedelta(days=days_back)).isoformat()
-        expected = _day_partition_keys(day)
+        expected = set(day_partition_keys(day))
         latest: list[int] = []
-        for asset in shard_table_assets:
+        for asset in shard_table_assets():
             by_partition = context.instance.get_latest_storage_id_by_partition(
                 asset.key, dg.DagsterEventType.ASSET_MATERIALIZATION, expected
             )

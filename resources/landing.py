@@ -10,6 +10,8 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from resources import settings
+
 
 @dataclass(frozen=True, order=True)
 class LandedFile:
@@ -29,10 +31,18 @@ class LandingStore(dg.ConfigurableResource, ABC):
 
 
 class LocalLandingStore(LandingStore):
-    root: str = Field(description="Folder that exports are dropped into.")
+    root: str | None = Field(
+        default=None,
+        description="Folder that exports are dropped into; unset: MINATO_LANDING_DIR's "
+        "embedded default (resources/settings.py).",
+    )
+
+    @property
+    def root_dir(self) -> Path:
+        return Path(self.root or settings.setting("MINATO_LANDING_DIR") or "")
 
     def list_files(self, prefix: str) -> list[LandedFile]:
-        base = Path(self.root)
+        base = self.root_dir
         folder = base / prefix
         if not folder.exists():
             return []
@@ -44,7 +54,7 @@ class LocalLandingStore(LandingStore):
         )
 
     def read_bytes(self, key: str) -> bytes:
-        base = Path(self.root).resolve()
+        base = self.root_dir.resolve()
         path = (base / key).resolve()
         if base not in path.parents:
             raise ValueError(f"landing key {key!r} escapes the landing folder")

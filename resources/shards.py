@@ -16,23 +16,20 @@ of creating an empty database that would look like an empty shard.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import os
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import sqlalchemy as sa
-import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from resources import settings
+from resources.config_files import StrictModel, entries, entry_label, read_yaml, validate_entry
 from resources.identifiers import validate_identifier
-from resources.shard_catalog import PhysicalTable, catalog_query, discover, physical_tables
-from resources.shard_reader import ReadEvent, connectorx_url, read_windows
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -41,17 +38,38 @@ class ShardConfigError(ValueError):
     """The shards file is missing, malformed or references an unset environment variable."""
 
 
-@dataclass(frozen=True)
-class ShardSpec:
-    name: str
-    url_template: str
-    timezone: str | None  # None: ask the server (MySQL), see ShardConnection.timezone
+class ShardSpec(StrictModel):
+    """One entry of the shards file."""
+
+    name: str = Field(description="Shard name: a partition of every shard-ingested table.")
+    url_template: str = Field(
+        alias="url", description="SQLAlchemy URL; `${NAME}` is read from the environment."
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="The zone the shard writes DATETIMEs in; unset (MySQL only): the server's.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validate_identifier(value, what="shard name")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"no time zone named {value!r}") from exc
+        return value
 
     def url(self) -> str:
         """The URL with `${VAR}` references resolved; only called when connecting."""
 
         def resolve(match: re.Match[str]) -> str:
-            value = os.environ.get(match.group(1))
+            value = settings.setting(match.group(1))
             if value is None:
                 raise ShardConfigError(
                     f"shard {self.name}: environment variable {match.group(1)} is not set"
@@ -63,32 +81,19 @@ class ShardSpec:
 
 def load_shard_specs(path: str | Path) -> list[ShardSpec]:
     """Read and validate the shards file. Needs no credential: URLs are resolved lazily."""
-    path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ShardConfigError(f"{path}: shards file not found") from exc
-    entries = (document or {}).get("shards")
-    if not isinstance(entries, list) or not entries:
-        raise ShardConfigError(f"{path}: expected a non-empty list under 'shards'")
+    document = read_yaml(path, ShardConfigError)
     specs: list[ShardSpec] = []
-    for index, entry in enumerate(entries):
-        where = f"{path}: shards[{index}]"
-        if not isinstance(entry, dict):
-            raise ShardConfigError(f"{where}: expected a mapping")
-        missing = {"name", "url"} - set(entry)
-        if missing:
-            raise ShardConfigError(f"{where}: missing key(s) {sorted(missing)}")
-        try:
-            validate_identifier(entry["name"], what="shard name")
-            if entry.get("timezone") is not None:
-                ZoneInfo(entry["timezone"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ShardConfigError(f"{where}: {exc}") from exc
-        specs.append(ShardSpec(entry["name"], str(entry["url"]), entry.get("timezone")))
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise ShardConfigError(f"{path}: duplicate shard names in {names}")
+    first_line: dict[str, int] = {}
+    for location, item in entries(document, "shards", ShardConfigError):
+        label = entry_label("shard", item, int(location[-1]))
+        spec = validate_entry(document, ShardSpec, item, location, label, ShardConfigError)
+        if spec.name in first_line:
+            raise ShardConfigError(
+                f"{document.path}:{document.line((*location, 'name'))}: {label}: key 'name': "
+                f"shard defined twice (first on line {first_line[spec.name]})"
+            )
+        first_line[spec.name] = document.line((*location, "name"))
+        specs.append(spec)
     return specs
 
 
@@ -117,44 +122,32 @@ def server_zone(shard: str, reported: str) -> str:
 
 
 class ShardConnection:
-    """An open connection to one shard: its catalog, and batched reads of its client tables."""
+    """An open connection to one shard, and what reading it takes: its URL, dialect and zone.
 
-    def __init__(self, spec: ShardSpec, conn: sa.Connection) -> None:
+    Discovery and batched reads of its client tables live in `assets/ingestion`.
+    """
+
+    def __init__(self, spec: ShardSpec, url: sa.URL, conn: sa.Connection) -> None:
         self.spec = spec
-        self._conn = conn
-
-    def discover(self, logical_tables: Sequence[str]) -> list[PhysicalTable]:
-        if self._conn.dialect.name == "sqlite":
-            return discover(self._conn, logical_tables)
-        # ~12 catalog rows per client table: 1.4 million on a shard of the seed platform, read
-        # as Arrow (measured: pymysql spent 4 s in Python on 60,000 rows).
-        import connectorx
-
-        catalog = connectorx.read_sql(
-            connectorx_url(sa.make_url(self.spec.url())),
-            catalog_query("mysql"),
-            return_type="arrow",
-        )
-        rows = zip(*(column.to_pylist() for column in catalog.columns), strict=True)
-        return physical_tables(rows, logical_tables)
-
-    def read_windows(
-        self,
-        tables: Sequence[PhysicalTable],
-        change_column: str,
-        start: dt.datetime | None,
-        end: dt.datetime,
-        key_columns: Sequence[str],
-    ) -> Iterator[ReadEvent]:
-        """Rows of `tables` whose `change_column` lies in [start, end), streamed as events.
-
-        `start`/`end` are aware instants; the shard stores naive wall-clock values in its own
-        timezone, so the bounds are converted to that zone before they reach the query.
-        `start=None` reads everything before `end`.
-        """
         # The configured URL, not the connection's (SQLite is opened through a read-only URI).
-        url = sa.make_url(self.spec.url())
-        return read_windows(url, self.timezone, tables, change_column, start, end, key_columns)
+        self.url = url
+        self.connection = conn
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite`, or `mysql` (MariaDB included): the SQL its queries are written in."""
+        return "sqlite" if self.url.get_backend_name() == "sqlite" else "mysql"
+
+    def connectorx_url(self) -> str:
+        """The URL as connectorx spells it (MySQL and MariaDB only)."""
+        backend = self.url.get_backend_name()
+        if backend not in {"mysql", "mariadb"}:
+            raise ValueError(f"no batched reader for {backend} shards")
+        auth = quote(self.url.username or "", safe="")
+        if self.url.password:
+            auth += ":" + quote(str(self.url.password), safe="")
+        host, port = self.url.host or "127.0.0.1", self.url.port or 3306
+        return f"mysql://{auth}@{host}:{port}/{self.url.database}"
 
     @cached_property
     def timezone(self) -> str:
@@ -165,9 +158,9 @@ class ShardConnection:
         """
         if self.spec.timezone is not None:
             return self.spec.timezone
-        if self._conn.dialect.name == "sqlite":
+        if self.dialect == "sqlite":
             raise ShardConfigError(f"shard {self.spec.name}: SQLite shards must declare timezone")
-        session, system = self._conn.exec_driver_sql(
+        session, system = self.connection.exec_driver_sql(
             "SELECT @@session.time_zone, @@system_time_zone"
         ).one()
         return server_zone(self.spec.name, system if session == "SYSTEM" else session)
@@ -176,27 +169,35 @@ class ShardConnection:
 class ShardSource(dg.ConfigurableResource):
     """The sharded order-management databases."""
 
-    shards_file: str = Field(description="YAML file listing shards (name, url, timezone).")
+    shards_file: str | None = Field(
+        default=None,
+        description="YAML file listing shards (name, url, timezone); unset: "
+        "MINATO_SHARDS_FILE's embedded default (resources/settings.py).",
+    )
+
+    @property
+    def shards_path(self) -> Path:
+        return Path(self.shards_file) if self.shards_file else settings.shards_file()
 
     def specs(self) -> list[ShardSpec]:
-        return load_shard_specs(self.shards_file)
+        return load_shard_specs(self.shards_path)
 
     def spec(self, name: str) -> ShardSpec:
         for spec in self.specs():
             if spec.name == name:
                 return spec
-        raise ShardConfigError(f"{self.shards_file}: no shard named {name!r}")
+        raise ShardConfigError(f"{self.shards_path}: no shard named {name!r}")
 
     @contextlib.contextmanager
     def connect(self, name: str) -> Iterator[ShardConnection]:
         spec = self.spec(name)
-        url = sa.make_url(spec.url())
+        url = engine_url = sa.make_url(spec.url())
         if url.get_backend_name() == "sqlite" and url.database:
             # Read-only: a wrong path must fail, not silently create an empty shard.
-            url = url.set(database=f"file:{url.database}?mode=ro", query={"uri": "true"})
-        engine = sa.create_engine(url, pool_pre_ping=True)
+            engine_url = url.set(database=f"file:{url.database}?mode=ro", query={"uri": "true"})
+        engine = sa.create_engine(engine_url, pool_pre_ping=True)
         try:
             with engine.connect() as conn:
-                yield ShardConnection(spec, conn)
+                yield ShardConnection(spec, url, conn)
         finally:
             engine.dispose()

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from pipelines import demo_data
-from resources.environment import REPO_ROOT
+from resources.settings import REPO_ROOT
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,26 @@ from click.testing import CliRunner
 from assets.monitoring import anomalies as anomalies_module
 from assets.monitoring.anomalies import (
     ANOMALIES_KEY,
-    MART_KEY,
-    METRIC_SPECS,
     anomaly_assets,
     anomaly_checks,
     build_anomaly_checks,
     current_anomalies_sql,
 )
 from assets.monitoring.feedback import record_feedback
-from assets.monitoring.metrics import MetricsConfigError, MetricSpec, load_metric_specs
+from assets.monitoring.metrics import (
+    MetricsConfigError,
+    MetricSpec,
+    load_metric_specs,
+    metric_specs,
+)
 from pipelines import cli
 from resources.notifications import Notifier
 from resources.warehouse import DuckDBWarehouse
+from tests.tables import replace_table
 
+# The mart of the demo metrics (every metric names its own model; these three share one).
+MART_KEY = dg.AssetKey(["monitoring", "monitoring_daily_metrics"])
+METRIC_SPECS = metric_specs()
 LAST_DAY = dt.date(2025, 5, 10)
 DAYS = [LAST_DAY - dt.timedelta(days=n) for n in range(62, -1, -1)]
 # Monday..Sunday; public holidays (Golden Week falls in the detection window) look like Sundays.
@@ -79,7 +86,7 @@ def _mart() -> pa.Table:
 
 # The mart is dbt's: here an external spec, so its checks run only when selected explicitly.
 ANOMALIES_AND_CHECKS = dg.AssetSelection.assets(ANOMALIES_KEY) | dg.AssetSelection.checks(
-    *anomaly_checks
+    *anomaly_checks()
 )
 UI = "https://dagster.example.com"
 
@@ -103,7 +110,7 @@ class RecordingNotifier(Notifier):
 @pytest.fixture
 def warehouse(tmp_path: Path) -> DuckDBWarehouse:
     warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
-    warehouse.overwrite_table("monitoring", "monitoring_daily_metrics", _mart())
+    replace_table(warehouse, "monitoring", "monitoring_daily_metrics", _mart())
     return warehouse
 
 
@@ -116,7 +123,7 @@ def _materialize(
     warehouse: DuckDBWarehouse, notifier: Notifier, detection_days: int = 7
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [dg.AssetSpec(MART_KEY), *anomaly_assets, *anomaly_checks],
+        [dg.AssetSpec(MART_KEY), *anomaly_assets(), *anomaly_checks()],
         resources={"warehouse": warehouse, "notifier": notifier},
         selection=ANOMALIES_AND_CHECKS,
         run_config=dg.RunConfig(
@@ -254,8 +261,11 @@ def test_confirmed_incident_is_left_out_of_training(
     hit = (mart["series_id"] == "食品") & mart["metric_day"].isin(incident)
     mart.loc[hit, "value"] *= 1.6
     warehouse = DuckDBWarehouse(path=str(tmp_path / "incident.duckdb"))
-    warehouse.overwrite_table(
-        "monitoring", "monitoring_daily_metrics", pa.Table.from_pandas(mart, preserve_index=False)
+    replace_table(
+        warehouse,
+        "monitoring",
+        "monitoring_daily_metrics",
+        pa.Table.from_pandas(mart, preserve_index=False),
     )
 
     def flagged_days(run_id: str) -> set[dt.date]:
@@ -322,7 +332,7 @@ def test_check_severity_comes_from_the_metric_definition(
 
 
 def test_checks_run_after_the_anomalies_asset() -> None:
-    for check in anomaly_checks:
+    for check in anomaly_checks():
         (spec,) = check.check_specs
         assert ANOMALIES_KEY in {dep.asset_key for dep in spec.additional_deps}
         assert not spec.blocking
@@ -332,9 +342,9 @@ def test_check_fails_when_the_latest_day_was_not_scored(
     warehouse: DuckDBWarehouse, notifier: RecordingNotifier
 ) -> None:
     result = dg.materialize(
-        [dg.AssetSpec(MART_KEY), *anomaly_assets, *anomaly_checks],
+        [dg.AssetSpec(MART_KEY), *anomaly_assets(), *anomaly_checks()],
         resources={"warehouse": warehouse, "notifier": notifier},
-        selection=dg.AssetSelection.checks(*anomaly_checks),
+        selection=dg.AssetSelection.checks(*anomaly_checks()),
     )
 
     checks = _check_results(result)
@@ -379,26 +389,26 @@ VALID = (
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (VALID.replace("both", "up"), "metric 'x': direction:"),
-        (VALID.replace("name: x", "name: x-y"), "metric 'x-y': name:"),
-        (VALID.replace("description: d\n", ""), "metric 'x': description: missing"),
-        (VALID.replace("widetable.orders", "orders"), "metric 'x': model:"),
-        (VALID.replace("order_day", "order day"), "metric 'x': timestamp_column:"),
-        (VALID.replace("SUM(amount)", "SUM(amount); DROP TABLE t"), "metric 'x': value:"),
-        (VALID.replace("SUM(amount)", "(SELECT 1)"), "metric 'x': value:"),
-        (VALID.replace("SUM(amount)", "SUM(amount"), "metric 'x': value:"),
-        (VALID + "where: a = 'b -- c'\n", "metric 'x': where:"),
-        (VALID + "series: [shop, 'a b']\n", "metric 'x': series:"),
-        (VALID + "series: shop\n", "metric 'x': series:"),
-        (VALID + "frequency: HOURLY\n", "metric 'x': frequency:"),
-        (VALID + "anomaly_prob_threshold: 1\n", "metric 'x': anomaly_prob_threshold:"),
-        (VALID + "min_history_days: 7\n", "metric 'x': min_history_days:"),
-        (VALID + "training_days: 20\n", "metric 'x': training_days:"),
-        (VALID + "holiday_region: Japan\n", "metric 'x': holiday_region:"),
-        (VALID + "check_severity: INFO\n", "metric 'x': check_severity:"),
-        (VALID + "auto_arima_max_order: 6\n", "metric 'x': auto_arima_max_order:"),
-        (VALID + "maximum_bytes_billed: 0\n", "metric 'x': maximum_bytes_billed:"),
-        (VALID + "model_type: ARIMA\n", "metric 'x': model_type: unknown key"),
+        (VALID.replace("both", "up"), "metric 'x': key 'direction':"),
+        (VALID.replace("name: x", "name: x-y"), "metric 'x-y': key 'name':"),
+        (VALID.replace("description: d\n", ""), "metric 'x': key 'description': missing"),
+        (VALID.replace("widetable.orders", "orders"), "metric 'x': key 'model':"),
+        (VALID.replace("order_day", "order day"), "metric 'x': key 'timestamp_column':"),
+        (VALID.replace("SUM(amount)", "SUM(amount); DROP TABLE t"), "metric 'x': key 'value':"),
+        (VALID.replace("SUM(amount)", "(SELECT 1)"), "metric 'x': key 'value':"),
+        (VALID.replace("SUM(amount)", "SUM(amount"), "metric 'x': key 'value':"),
+        (VALID + "where: a = 'b -- c'\n", "metric 'x': key 'where':"),
+        (VALID + "series: [shop, 'a b']\n", "metric 'x': key 'series':"),
+        (VALID + "series: shop\n", "metric 'x': key 'series':"),
+        (VALID + "frequency: HOURLY\n", "metric 'x': key 'frequency':"),
+        (VALID + "anomaly_prob_threshold: 1\n", "metric 'x': key 'anomaly_prob_threshold':"),
+        (VALID + "min_history_days: 7\n", "metric 'x': key 'min_history_days':"),
+        (VALID + "training_days: 20\n", "metric 'x': key 'training_days':"),
+        (VALID + "holiday_region: Japan\n", "metric 'x': key 'holiday_region':"),
+        (VALID + "check_severity: INFO\n", "metric 'x': key 'check_severity':"),
+        (VALID + "auto_arima_max_order: 6\n", "metric 'x': key 'auto_arima_max_order':"),
+        (VALID + "maximum_bytes_billed: 0\n", "metric 'x': key 'maximum_bytes_billed':"),
+        (VALID + "model_type: ARIMA\n", "metric 'x': key 'model_type': unknown key"),
         ("- just a list\n", "expected a mapping"),
         ("name: [unclosed\n", "not valid YAML"),
     ],
@@ -412,7 +422,7 @@ def test_metric_definition_errors_name_file_metric_and_key(
     with pytest.raises(MetricsConfigError) as error:
         load_metric_specs(tmp_path)
 
-    assert str(error.value).startswith(f"{path}: ")
+    assert str(error.value).startswith(f"{path}:")
     assert message in str(error.value)
 
 
@@ -420,7 +430,9 @@ def test_a_metric_defined_twice_names_both_files(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(VALID, encoding="utf-8")
     (tmp_path / "b.yaml").write_text(VALID, encoding="utf-8")
 
-    with pytest.raises(MetricsConfigError, match=r"b\.yaml: metric 'x': name: already defined"):
+    with pytest.raises(
+        MetricsConfigError, match=r"b\.yaml:1: metric 'x': key 'name': already defined"
+    ):
         load_metric_specs(tmp_path)
 
 

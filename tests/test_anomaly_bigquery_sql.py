@@ -32,8 +32,20 @@ SOURCE = "`acme-data.prod_monitoring.monitoring_daily_metrics`"
 FEEDBACK = "`acme-data.prod_monitoring.anomaly_feedback`"
 MODEL = "`acme-data.prod_monitoring.anomaly_model_page_clicks`"
 START = dt.date(2025, 5, 4)
+# The demo metrics' mart (assets/monitoring/metric_definitions).
+DAILY_METRICS = {
+    "schema": "monitoring",
+    "model": "monitoring_daily_metrics",
+    "timestamp_column": "metric_day",
+    "value": "SUM(value)",
+    "series": ("series_id",),
+}
 PAGE_CLICKS = MetricSpec(
-    name="page_clicks", description="clicks", direction="spike", where="metric = 'page_clicks'"
+    name="page_clicks",
+    description="clicks",
+    direction="spike",
+    where="metric = 'page_clicks'",
+    **DAILY_METRICS,
 )
 
 SERIES = """\
@@ -155,7 +167,12 @@ def test_series_training_and_detection_queries_are_exact() -> None:
 
 def test_training_window_follows_training_days_and_min_history() -> None:
     spec = MetricSpec(
-        name="m", description="d", direction="both", training_days=90, min_history_days=40
+        name="m",
+        description="d",
+        direction="both",
+        training_days=90,
+        min_history_days=40,
+        **DAILY_METRICS,
     )
     training = training_query_sql(SERIES, spec, START, FEEDBACK)
     assert "WHERE metric_day >= DATE '2025-02-03'\n  AND metric_day < DATE '2025-05-04'\n" in (

@@ -42,7 +42,16 @@ def _series(
 
 
 def _spec(direction: str = "both", **overrides: object) -> MetricSpec:
-    return MetricSpec(name="gmv", description="test metric", direction=direction, **overrides)
+    return MetricSpec(
+        name="gmv",
+        description="test metric",
+        direction=direction,
+        schema="monitoring",
+        model="monitoring_daily_metrics",
+        timestamp_column="metric_day",
+        value="SUM(value)",
+        **overrides,
+    )
 
 
 def _scale(frame: pd.DataFrame, days: list[dt.date], factor: float) -> pd.DataFrame:

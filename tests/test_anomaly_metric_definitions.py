@@ -12,6 +12,7 @@ import sqlglot
 from assets.monitoring import anomalies, bigquery_ml
 from assets.monitoring.metrics import load_metric_specs, series_sql
 from resources.warehouse import BigQueryWarehouse, DuckDBWarehouse
+from tests.tables import replace_table
 from tests.test_anomaly_bigquery_sql import DETECTED, FakeClient
 
 MIB = 1_048_576
@@ -75,7 +76,7 @@ def _orders() -> pa.Table:
 def test_the_definition_scores_on_duckdb(metrics_dir: Path, tmp_path: Path) -> None:
     specs = load_metric_specs(metrics_dir)
     warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
-    warehouse.overwrite_table("widetable", "widetable_orders", _orders())
+    replace_table(warehouse, "widetable", "widetable_orders", _orders())
 
     scored = anomalies._score_metrics(warehouse, specs, 7, logging.getLogger("test"))
 

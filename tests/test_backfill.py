@@ -58,7 +58,7 @@ def test_crashed_backfill_resumes_to_the_uninterrupted_result(
     start, end = seeded_demo.first_day, seeded_demo.first_day + dt.timedelta(days=5)
     with dg.DagsterInstance.ephemeral() as instance:
         clean = run_backfill(
-            shard_table_assets, _resources(minato_env, "clean.duckdb"), instance, start, end,
+            shard_table_assets(), _resources(minato_env, "clean.duckdb"), instance, start, end,
             days_per_run=2,
         )  # fmt: skip
     assert clean.failed is None and len(clean.ran) == 3
@@ -74,7 +74,9 @@ def test_crashed_backfill_resumes_to_the_uninterrupted_result(
     with dg.DagsterInstance.ephemeral() as instance:
         resources = _resources(minato_env, "resumed.duckdb")
         monkeypatch.setattr(shard_load._PartitionLoader, "load_day", crashing_load_day)
-        crashed = run_backfill(shard_table_assets, resources, instance, start, end, days_per_run=2)
+        crashed = run_backfill(
+            shard_table_assets(), resources, instance, start, end, days_per_run=2
+        )
         assert crashed.failed is not None and crashed.failed.first_day == start + dt.timedelta(2)
         assert len(crashed.ran) == 1
         # The crashed chunk left nothing behind: only the first chunk's days are loaded.
@@ -82,7 +84,9 @@ def test_crashed_backfill_resumes_to_the_uninterrupted_result(
         assert {row[1] for row in loaded_days} == {start, start + dt.timedelta(days=1)}
 
         monkeypatch.setattr(shard_load._PartitionLoader, "load_day", real_load_day)
-        resumed = run_backfill(shard_table_assets, resources, instance, start, end, days_per_run=2)
+        resumed = run_backfill(
+            shard_table_assets(), resources, instance, start, end, days_per_run=2
+        )
     assert resumed.failed is None
     assert [c.first_day for c in resumed.skipped] == [start]
     assert len(resumed.ran) == 2

@@ -21,10 +21,11 @@ from resources.warehouse import (
     PartitionTarget,
     PartitionWrite,
     RowScope,
-    _bigquery_type,
     partition_predicate,
     sql_literal,
 )
+from resources.warehouse.bigquery import _bigquery_type
+from tests.tables import replace_table
 
 PROJECT = "minato-prod"
 
@@ -368,16 +369,6 @@ def test_loads_are_parquet_that_round_trips(fake_client: FakeBigQueryClient) -> 
     assert loaded[1].equals(QUARANTINE)
 
 
-def test_overwrite_table_is_one_truncating_load(fake_client: FakeBigQueryClient) -> None:
-    warehouse().overwrite_table("monitoring", "anomalies", QUARANTINE)
-
-    [load] = fake_client.loads
-    assert load["destination"] == f"{PROJECT}.prod_monitoring.anomalies"
-    assert load["write_disposition"] == bigquery.WriteDisposition.WRITE_TRUNCATE
-    assert pq.read_table(io.BytesIO(load["data"])).equals(QUARANTINE)
-    assert fake_client.queries == []
-
-
 def test_query_and_execute_carry_the_cost_guard(fake_client: FakeBigQueryClient) -> None:
     fake_client.query_rows = pa.table({"n": [3]})
     wh = warehouse(maximum_bytes_billed=5_000_000)
@@ -498,7 +489,8 @@ def test_partition_predicate_for_both_dialects() -> None:
 
 def test_duckdb_predicate_selects_exactly_the_partitions(tmp_path) -> None:
     wh = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
-    wh.overwrite_table(
+    replace_table(
+        wh,
         "lake",
         "t",
         pa.table(

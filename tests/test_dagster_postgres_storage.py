@@ -8,7 +8,7 @@ import psycopg
 import pytest
 import yaml
 
-from resources.environment import REPO_ROOT
+from resources.settings import REPO_ROOT
 from tests.servers import require_server
 
 pytestmark = pytest.mark.postgres

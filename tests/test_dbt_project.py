@@ -5,14 +5,14 @@ import json
 import dagster as dg
 import duckdb
 
-from assets.dbt_models.project import minato_dbt_project
+from assets.dbt_models.project import dbt_project
 from assets.ingestion.shard_tables import shard_table_assets
 from pipelines import demo
 from pipelines.definitions import defs
 
 
 def _manifest() -> dict:
-    return json.loads(minato_dbt_project.manifest_path.read_text())
+    return json.loads(dbt_project().manifest_path.read_text())
 
 
 def _ancestors(manifest: dict, unique_id: str) -> set[str]:
@@ -56,7 +56,7 @@ def test_failing_error_test_blocks_downstream(seeded_demo, minato_env, instance)
     first_shard, last_shard = "shard_01", "shard_04"
     for selection, tags in (
         (
-            dg.AssetSelection.assets(*shard_table_assets),
+            dg.AssetSelection.assets(*shard_table_assets()),
             demo._range_tags(f"{day}|{first_shard}", f"{day}|{last_shard}"),
         ),
         (dg.AssetSelection.keys("lake/search_console_pages"), demo._range_tags(str(day), str(day))),

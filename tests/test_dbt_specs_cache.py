@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_dbt import dbt_assets
 
 from assets.dbt_models import layers, specs_cache
-from assets.dbt_models.project import minato_dbt_project
+from assets.dbt_models.project import dbt_project
 
 
 def _summary(assets: dg.AssetsDefinition) -> tuple:
@@ -28,18 +28,19 @@ def _summary(assets: dg.AssetsDefinition) -> tuple:
 
 
 def test_cached_stages_equal_dbt_assets(tmp_path: Path) -> None:
+    built = layers.dbt_stages()
     for stages, select in (
-        (layers.warehouse_models, layers.warehouse_models[0].op.tags["dagster_dbt/select"]),
-        (layers.fact_models, "path:models/warehouse/fact"),
-        (layers.mart_models, "path:models/marts"),
+        (built.warehouse, built.warehouse[0].op.tags["dagster_dbt/select"]),
+        (built.fact, "path:models/warehouse/fact"),
+        (built.marts, "path:models/marts"),
     ):
         [stage] = stages  # small stages are one multi-asset, like @dbt_assets
 
         @dbt_assets(
-            manifest=minato_dbt_project.manifest_path,
+            manifest=dbt_project().manifest_path,
             select=select,
-            dagster_dbt_translator=layers.translator,
-            project=minato_dbt_project,
+            dagster_dbt_translator=layers.translator(),
+            project=dbt_project(),
             name=stage.op.name,
             partitions_def=stage.partitions_def,
         )
@@ -49,13 +50,13 @@ def test_cached_stages_equal_dbt_assets(tmp_path: Path) -> None:
 
 
 def test_cache_is_used_and_follows_the_manifest(tmp_path: Path, monkeypatch) -> None:
-    cache = Path(minato_dbt_project.manifest_path).with_name(specs_cache.CACHE_FILE)
+    cache = Path(dbt_project().manifest_path).with_name(specs_cache.CACHE_FILE)
     select = "path:models/marts"
-    specs_cache.cached_specs(minato_dbt_project, layers.translator, select)
+    specs_cache.write_cached_specs(dbt_project(), layers.translator(), layers.STAGE_SELECTS)
     assert cache.exists()
     calls = []
     monkeypatch.setattr(specs_cache, "build_dbt_specs", lambda **kw: calls.append(kw) or ([], []))
-    [(_, specs, _)] = specs_cache.cached_specs(minato_dbt_project, layers.translator, select)
+    [(_, specs, _)] = specs_cache.cached_specs(dbt_project(), layers.translator(), select)
     assert specs and not calls  # from the cache
     # The manifest wrapper reads the manifest only when a run asks for it.
     manifest = specs[0].metadata["dagster_dbt/manifest"].manifest
@@ -64,7 +65,7 @@ def test_cache_is_used_and_follows_the_manifest(tmp_path: Path, monkeypatch) -> 
     assert manifest.loaded and len(dict(manifest)) == len(manifest) > 3
     # A manifest with another key (a re-parse) is translated again.
     monkeypatch.setattr(specs_cache, "_manifest_key", lambda *a: "another manifest")
-    assert specs_cache.cached_specs(minato_dbt_project, layers.translator, select) == [
+    assert specs_cache.cached_specs(dbt_project(), layers.translator(), select) == [
         (select, [], [])
     ]
     assert calls
@@ -76,12 +77,12 @@ def test_large_stages_are_chunked_in_dependency_order(monkeypatch) -> None:
     monkeypatch.setattr(specs_cache, "CHUNK_MODELS", 2)
     monkeypatch.setattr(specs_cache, "_manifest_key", lambda *a: "chunked")
     marts = specs_cache.minato_dbt_assets(
-        project=minato_dbt_project,
-        translator=layers.translator,
+        project=dbt_project(),
+        translator=layers.translator(),
         select="path:models/marts",
         name="marts",
     )(lambda: None)
-    whole = layers.mart_models[0]
+    whole = layers.dbt_stages().marts[0]
     assert len(marts) > 1 and all(len(m.keys) <= 2 for m in marts)
     assert set().union(*(m.keys for m in marts)) == set(whole.keys)
     assert {c.key for m in marts for c in m.check_specs} == {c.key for c in whole.check_specs}

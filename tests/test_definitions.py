@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.definitions import defs
-from resources.environment import REPO_ROOT
+from resources.settings import REPO_ROOT
 
 
 def test_definitions_load_and_validate() -> None:
@@ -57,7 +57,7 @@ def test_partitioning() -> None:
 def test_ingestion_retries_with_backoff() -> None:
     from assets.ingestion.shard_tables import shard_table_assets
 
-    policy = shard_table_assets[0].op.retry_policy
+    policy = shard_table_assets()[0].op.retry_policy
     assert policy is not None and policy.max_retries >= 1
     assert policy.backoff == dg.Backoff.EXPONENTIAL
 

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 from pydantic import Field
 
-from assets.sync import build_sync_asset, build_sync_check, sync_specs
+from assets.sync.assets import build_sync_asset, build_sync_check
+from assets.sync.specs import sync_specs
 from resources.destinations import (
     Batch,
     BatchRejectedError,
@@ -25,10 +26,11 @@ from resources.destinations import (
 from resources.notifications import Notifier
 from resources.warehouse import DuckDBWarehouse
 from tests.servers import require_server
+from tests.tables import replace_table
 
 HOST, PORT = "127.0.0.1", 5432
 URL = f"postgresql://postgres@{HOST}:{PORT}/test"
-CRM_SPEC = next(spec for spec in sync_specs if spec.name == "crm_contacts")
+CRM_SPEC = next(spec for spec in sync_specs() if spec.name == "crm_contacts")
 
 
 @pytest.fixture
@@ -170,14 +172,14 @@ def sync(tmp_path: Path, schema: str, refuse_keys: Sequence[str] = ()) -> dict[s
 @pytest.mark.postgres
 def test_sync_into_postgres_sends_only_differences(tmp_path: Path, schema: str) -> None:
     warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
-    warehouse.overwrite_table("service_crm", "service_crm_contacts", contacts("c01", "c02", "c03"))
+    replace_table(warehouse, "service_crm", "service_crm_contacts", contacts("c01", "c02", "c03"))
     first = sync(tmp_path, schema)
     assert (first["rows_sent"], first["destination"]) == (3, "postgres")
     assert sync(tmp_path, schema)["rows_sent"] == 0
 
     source = pa.concat_tables([contacts("c01", "c03"), contacts("c04", stage="lead")])
     source = source.set_column(1, "lifecycle_stage", pa.array(["customer", "churned", "lead"]))
-    warehouse.overwrite_table("service_crm", "service_crm_contacts", source)
+    replace_table(warehouse, "service_crm", "service_crm_contacts", source)
     third = sync(tmp_path, schema)
     assert (third["rows_added"], third["rows_changed"], third["rows_removed"]) == (1, 1, 1)
     assert fetch(
@@ -191,8 +193,11 @@ def test_sync_into_postgres_sends_only_differences(tmp_path: Path, schema: str) 
 @pytest.mark.postgres
 def test_refused_record_is_isolated_and_retried(tmp_path: Path, schema: str) -> None:
     warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
-    warehouse.overwrite_table(
-        "service_crm", "service_crm_contacts", contacts("c01", "c02", "c03", "c04", "c05")
+    replace_table(
+        warehouse,
+        "service_crm",
+        "service_crm_contacts",
+        contacts("c01", "c02", "c03", "c04", "c05"),
     )
     first = sync(tmp_path, schema, refuse_keys=["c03"])
     assert (first["rows_sent"], first["rows_failed"]) == (4, 1)

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from assets.ingestion.shard_tables import shard_table_assets
-from pipelines.environment import (
+from pipelines.resources_by_env import (
     ConfigurationError,
     build_crm_destination,
     build_landing,
@@ -18,7 +18,7 @@ from resources.landing import LocalLandingStore, S3LandingStore
 from resources.shards import ShardConfigError, ShardSource, load_shard_specs
 from resources.warehouse import BigQueryWarehouse, DuckDBWarehouse
 
-ORDERS_ASSET = next(a for a in shard_table_assets if a.key == dg.AssetKey(["lake", "orders"]))
+ORDERS_ASSET = next(a for a in shard_table_assets() if a.key == dg.AssetKey(["lake", "orders"]))
 
 
 @pytest.fixture
@@ -192,7 +192,7 @@ def test_loads_a_valid_file(tmp_path: Path) -> None:
 
 def test_repository_shards_file_matches_the_demo(minato_env) -> None:
     from pipelines.demo_data import SHARD_TIMEZONES
-    from resources.environment import REPO_ROOT
+    from resources.settings import REPO_ROOT
 
     specs = load_shard_specs(REPO_ROOT / "shards.yaml")
 
@@ -205,33 +205,43 @@ def test_repository_shards_file_matches_the_demo(minato_env) -> None:
     [
         (
             "shards:\n  - name: shard_01\n    timezone: UTC\n",
-            "shards[0]: missing key(s) ['url']",
+            "shard 'shard_01': key 'url': missing",
         ),
         (
             "shards:\n  - name: shard_01\n    url: sqlite:///a\n    timezone: UTC\n"
             "  - timezone: UTC\n",
-            "shards[1]: missing key(s) ['name', 'url']",
+            "shard #2: key 'name': missing",
         ),
         (
             "shards:\n  - name: shard_01\n    url: sqlite:///a.sqlite\n    timezone: Asia/Tokio\n",
-            "shards[0]: 'No time zone found with key Asia/Tokio'",
+            "shard 'shard_01': key 'timezone': no time zone named 'Asia/Tokio'",
         ),
         (
             "shards:\n  - name: shard_01\n    url: sqlite:///a.sqlite\n    timezone: 9\n",
-            "shards[0]: ",
+            "shard 'shard_01': key 'timezone': ",
         ),
         (
             "shards:\n  - name: shard-01\n    url: sqlite:///a.sqlite\n    timezone: UTC\n",
-            "shards[0]: invalid shard name 'shard-01'",
+            "shard 'shard-01': key 'name': invalid shard name 'shard-01'",
         ),
         (
             "shards:\n  - name: shard_01\n    url: sqlite:///a\n    timezone: UTC\n"
             "  - name: shard_01\n    url: sqlite:///b\n    timezone: Asia/Tokyo\n",
-            "duplicate shard names in ['shard_01', 'shard_01']",
+            "prod-shards.yaml:5: shard 'shard_01': key 'name': shard defined twice "
+            "(first on line 2)",
         ),
-        ("shards: []\n", "expected a non-empty list under 'shards'"),
-        ("", "expected a non-empty list under 'shards'"),
-        ("shards:\n  - shard_01\n", "shards[0]: expected a mapping"),
+        ("shards: []\n", "key 'shards': expected a non-empty list"),
+        ("", "key 'shards': expected a non-empty list"),
+        (
+            "shards:\n  - name: shard_01\n    url: sqlite:///a\n    timezon: UTC\n",
+            "prod-shards.yaml:4: shard 'shard_01': key 'timezon': unknown key; "
+            "allowed: name, url, timezone",
+        ),
+        (
+            "shard:\n  - name: shard_01\n",
+            "prod-shards.yaml:1: key 'shard': unknown key; allowed: shards",
+        ),
+        ("shards:\n  - shard_01\n", "shard #1: expected a mapping"),
     ],
 )
 def test_bad_files_are_reported_with_the_file_name(tmp_path: Path, text: str, message: str) -> None:
@@ -240,12 +250,12 @@ def test_bad_files_are_reported_with_the_file_name(tmp_path: Path, text: str, me
     with pytest.raises(ShardConfigError) as raised:
         load_shard_specs(path)
 
-    assert str(raised.value).startswith(f"{path}: ")
+    assert str(raised.value).startswith(f"{path}:")
     assert message in str(raised.value)
 
 
 def test_missing_file_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(ShardConfigError, match="shards file not found"):
+    with pytest.raises(ShardConfigError, match=r"nope\.yaml: file not found"):
         load_shard_specs(tmp_path / "nope.yaml")
 
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from pipelines.cli import main
 from pipelines.generate import cleansing, files, partners, source_requests
 from pipelines.generate.csvfiles import MetadataError
-from resources.environment import REPO_ROOT
+from resources.settings import REPO_ROOT
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "generate"
 METADATA = FIXTURES / "metadata"
@@ -212,6 +212,32 @@ def test_partner_request_errors(tmp_path: Path, line: str, expected: str) -> Non
 
 
 @pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            "company_id: 7\nname: acme\nfiltr_column: client_id\n",
+            "metadata/partners/7/config.yml:3: key 'filtr_column': unknown key; allowed: "
+            "company_id, name, description, filter_column",
+        ),
+        ("company_id: 8\nname: acme\nfilter_column: client_id\n", "config.yml:1: key 'company_id'"),
+        ("company_id: '7'\nname: acme\nfilter_column: client_id\n", "key 'company_id'"),
+        ("company_id: 7\nname: ac-me\nfilter_column: client_id\n", "config.yml:2: key 'name'"),
+        ("company_id: 7\nname: acme\nfilter_column: shop\n", "config.yml:3: filter_column 'shop'"),
+    ],
+)
+def test_partner_config_errors_name_file_line_and_key(
+    tmp_path: Path, config: str, expected: str
+) -> None:
+    """A typo in the partner's config is an error, never a silently ignored key."""
+    metadata = tmp_path / "metadata"
+    shutil.copytree(METADATA, metadata)
+    (metadata / "partners" / "7" / "config.yml").write_text(config)
+    with pytest.raises(MetadataError) as error:
+        partners.render(metadata, "7")
+    assert any(expected in problem for problem in error.value.problems), error.value.problems
+
+
+@pytest.mark.parametrize(
     ("edit", "expected"),
     [
         (
@@ -347,9 +373,9 @@ def test_generated_models_build_on_duckdb(tmp_path: Path) -> None:
 
 def test_no_mart_depends_on_cleansing_secret() -> None:
     """Over the repository's manifest: marts (partner marts included) never reach the secret."""
-    from assets.dbt_models.project import minato_dbt_project
+    from assets.dbt_models.project import dbt_project
 
-    manifest = json.loads(minato_dbt_project.manifest_path.read_text())
+    manifest = json.loads(dbt_project().manifest_path.read_text())
     parents = manifest["parent_map"]
     secret = {uid for uid, n in manifest["nodes"].items() if n["schema"] == "cleansing_secret"}
     marts = {

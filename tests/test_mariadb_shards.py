@@ -68,7 +68,7 @@ def _ingest(shards_file: Path, duckdb_path: Path, instance: dg.DagsterInstance) 
     ]
     for key in keys:
         result = dg.materialize(
-            shard_table_assets,
+            shard_table_assets(),
             partition_key=key,
             resources={
                 "shards": ShardSource(shards_file=str(shards_file)),

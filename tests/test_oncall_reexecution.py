@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from assets.partitions import DAY_DIMENSION, SHARD_DIMENSION, shards
+from assets.partitions import day_shard_key, partition_range_tags, shard_names
 from pipelines.definitions import defs
 
 TABLES = {
@@ -38,10 +38,6 @@ def fingerprint(path: Path) -> dict[str, tuple[int, int, str]]:
     return result
 
 
-def _key(day: dt.date, shard: str) -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({DAY_DIMENSION: day.isoformat(), SHARD_DIMENSION: shard})
-
-
 def _ingest(instance: dg.DagsterInstance, key: dg.MultiPartitionKey) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def("ingest_shards")
     return job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
@@ -51,10 +47,7 @@ def _warehouse_stage(instance: dg.DagsterInstance, first: dt.date, last: dt.date
     job = defs.resolve_job_def("warehouse_daily")
     result = job.execute_in_process(
         instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
+        tags=partition_range_tags(first.isoformat(), last.isoformat()),
         # Only the warehouse layers matter here; the landing exports are not ingested.
         asset_selection=[
             dg.AssetKey(["cleansing", "cleansing_orders"]),
@@ -68,7 +61,7 @@ def _warehouse_stage(instance: dg.DagsterInstance, first: dt.date, last: dt.date
 
 def test_reexecuting_the_failed_partition_equals_a_clean_run(seeded_demo, minato_env, instance):
     days = [seeded_demo.last_day - dt.timedelta(days=n) for n in (2, 1, 0)]
-    keys = [_key(day, shard) for day in days for shard in shards.get_partition_keys()]
+    keys = [day_shard_key(day, shard) for day in days for shard in shard_names()]
 
     # A clean run: every partition succeeds.
     for key in keys:
@@ -79,7 +72,7 @@ def test_reexecuting_the_failed_partition_equals_a_clean_run(seeded_demo, minato
 
     # The same days again into a fresh warehouse, with shard_02 unreachable for one day only.
     minato_env.duckdb_path.unlink()
-    broken = _key(days[1], "shard_02")
+    broken = day_shard_key(days[1], "shard_02")
     shard_file = minato_env.data_dir / "shards" / "shard_02.sqlite"
     failed_runs = []
     for key in keys:

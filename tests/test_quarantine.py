@@ -15,7 +15,7 @@ from resources.shards import ShardSource
 from resources.warehouse import DuckDBWarehouse
 
 ORDERS = dg.AssetKey(["lake", "orders"])
-ORDERS_ASSET = next(a for a in shard_table_assets if a.key == ORDERS)
+ORDERS_ASSET = next(a for a in shard_table_assets() if a.key == ORDERS)
 PARTITION = "2026-01-02|shard_02"
 LOADED_AT = dt.datetime(2026, 1, 3, 1, 0, tzinfo=dt.UTC)
 

@@ -7,7 +7,7 @@ import dagster as dg
 from click.testing import CliRunner
 
 from assets.ingestion.shard_tables import UNRECONCILED_METADATA, shard_table_assets
-from assets.partitions import DAY_DIMENSION, SHARD_DIMENSION, shards
+from assets.partitions import day_shard_key, shard_names
 from pipelines.cli import main
 from pipelines.sensors import warehouse_after_ingestion_sensor
 
@@ -15,10 +15,10 @@ from pipelines.sensors import warehouse_after_ingestion_sensor
 def _report(
     instance: dg.DagsterInstance, day: str, shard_names: list[str], unreconciled: bool = False
 ) -> None:
-    for asset in shard_table_assets:
+    for asset in shard_table_assets():
         for shard in shard_names:
-            key = dg.MultiPartitionKey({DAY_DIMENSION: day, SHARD_DIMENSION: shard})
-            flagged = [str(key)] if unreconciled and asset is shard_table_assets[0] else []
+            key = day_shard_key(day, shard)
+            flagged = [str(key)] if unreconciled and asset is shard_table_assets()[0] else []
             instance.report_runless_asset_event(
                 dg.AssetMaterialization(
                     asset_key=asset.key,
@@ -35,7 +35,7 @@ def _evaluate(instance: dg.DagsterInstance) -> list[dg.RunRequest]:
 
 def test_warehouse_stage_waits_for_every_shard_of_the_day(instance) -> None:
     yesterday = (dt.datetime.now(ZoneInfo("Asia/Tokyo")).date() - dt.timedelta(days=1)).isoformat()
-    all_shards = shards.get_partition_keys()
+    all_shards = shard_names()
 
     _report(instance, yesterday, all_shards[:-1])
     assert _evaluate(instance) == []  # one shard is late: nothing runs on partial data
@@ -77,7 +77,7 @@ def test_cli_seeds_and_ingests(minato_env, tmp_path, monkeypatch) -> None:
 
 def test_warehouse_stage_skips_a_day_that_does_not_reconcile(instance) -> None:
     yesterday = (dt.datetime.now(ZoneInfo("Asia/Tokyo")).date() - dt.timedelta(days=1)).isoformat()
-    all_shards = shards.get_partition_keys()
+    all_shards = shard_names()
     _report(instance, yesterday, all_shards[:-1])
     _report(instance, yesterday, all_shards[-1:], unreconciled=True)
     assert _evaluate(instance) == []  # rows went missing on one shard: nothing downstream

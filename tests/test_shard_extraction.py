@@ -13,22 +13,24 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from assets.ingestion.shard_load import business_day_bounds
-from assets.ingestion.shard_tables import shard_table_assets
-from resources.shard_catalog import PhysicalTable, SchemaDriftError, check_drift, discover
-from resources.shard_reader import (
-    BatchDone,
-    Chunk,
-    ReadWindow,
-    key_checksum,
-    plan_batches,
-    union_query,
+from assets.ingestion.checksums import key_checksum
+from assets.ingestion.shard_batches import BatchDone, Chunk, plan_batches
+from assets.ingestion.shard_catalog import (
+    PhysicalTable,
+    SchemaDriftError,
+    check_drift,
+    discover,
+    discover_shard,
 )
+from assets.ingestion.shard_load import business_day_bounds
+from assets.ingestion.shard_reader import read_windows
+from assets.ingestion.shard_sql import ReadWindow, union_query
+from assets.ingestion.shard_tables import shard_table_assets
 from resources.shards import ShardSource
 from resources.warehouse import DuckDBWarehouse
 from tests.servers import require_server
 
-ORDERS = shard_table_assets[0]
+ORDERS = shard_table_assets()[0]
 assert ORDERS.key == dg.AssetKey(["lake", "orders"])
 
 
@@ -208,9 +210,9 @@ def test_hundreds_of_drifting_tables_on_two_shards(drifting_shards, tmp_path, in
     shards_file, databases, _ = drifting_shards
     source = ShardSource(shards_file=str(shards_file))
     with source.connect("shard_01") as conn:
-        found = conn.discover(["orders"])
+        found = discover_shard(conn, ["orders"])
         start, end = business_day_bounds(DAY)
-        events = list(conn.read_windows(found, "updated_at", start, end, ["order_id"]))
+        events = list(read_windows(conn, found, "updated_at", start, end, ["order_id"]))
     chunks = [e for e in events if isinstance(e, Chunk)]
     done = [e for e in events if isinstance(e, BatchDone)]
     assert len(found) == CLIENTS_PER_SHARD
@@ -319,7 +321,7 @@ def test_reconciliation_is_recorded_and_checked(seeded_demo, minato_env, instanc
 def test_rows_lost_in_transit_fail_the_blocking_check(
     seeded_demo, minato_env, instance, monkeypatch
 ) -> None:
-    import resources.shard_reader as reader
+    import assets.ingestion.shard_reader as reader
 
     real_stream = reader._stream
 

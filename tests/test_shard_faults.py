@@ -11,11 +11,11 @@ import pymysql
 import pytest
 import yaml
 
-import resources.shard_reader as reader
+import assets.ingestion.shard_reader as reader
 from assets.ingestion.lake_tables import LakeTable
 from assets.ingestion.shard_load import load_partitions
+from assets.ingestion.shard_reader import ShardReadError
 from assets.ingestion.shard_tables import build_shard_table_asset
-from resources.shard_reader import ShardReadError
 from resources.shards import ShardSource
 from resources.warehouse import DuckDBWarehouse
 from tests.servers import require_server

@@ -13,19 +13,16 @@ import pytest
 import sqlglot
 from pydantic import Field
 
-from assets.sync import (
+from assets.sync.assets import (
     CHECK_NAME,
-    SyncSpec,
-    SyncSpecError,
     build_sync_asset,
     build_sync_check,
-    load_sync_specs,
-    run_sync,
     sync_assets,
     sync_checks,
-    sync_specs,
 )
 from assets.sync.diff import SyncStore, check_source_keys
+from assets.sync.engine import run_sync
+from assets.sync.specs import SyncSpec, SyncSpecError, load_sync_specs, sync_specs
 from resources.destinations import (
     Batch,
     BatchRejectedError,
@@ -35,10 +32,11 @@ from resources.destinations import (
 )
 from resources.notifications import Notifier
 from resources.warehouse import BigQueryWarehouse, DuckDBWarehouse
+from tests.tables import replace_table
 
 MART = dg.AssetKey(["service_crm", "service_crm_contacts"])
 SYNC = dg.AssetKey(["sync", "crm_contacts"])
-CRM_SPEC = next(spec for spec in sync_specs if spec.name == "crm_contacts")
+CRM_SPEC = next(spec for spec in sync_specs() if spec.name == "crm_contacts")
 
 CONTACT_SCHEMA = pa.schema(
     [
@@ -124,7 +122,7 @@ class Env:
 
     def set_source(self, rows: list[dict[str, object]]) -> None:
         table = pa.Table.from_pylist(rows, schema=CONTACT_SCHEMA)
-        self.warehouse.overwrite_table("service_crm", "service_crm_contacts", table)
+        replace_table(self.warehouse, "service_crm", "service_crm_contacts", table)
 
     def sync(
         self,
@@ -213,12 +211,12 @@ def env(tmp_path: Path) -> Env:
 
 
 def test_exports_the_crm_contacts_sync() -> None:
-    assert [asset.key for asset in sync_assets] == [SYNC]
-    (asset,) = sync_assets
+    assert [asset.key for asset in sync_assets()] == [SYNC]
+    (asset,) = sync_assets()
     assert asset.group_names_by_key[SYNC] == "sync"
     assert set(asset.asset_deps[SYNC]) == {MART}
     assert {"warehouse", "crm_destination", "notifier"} <= asset.required_resource_keys
-    (check,) = sync_checks
+    (check,) = sync_checks()
     assert [key.name for key in check.check_keys] == [CHECK_NAME]
     assert not next(iter(check.check_specs)).blocking
     assert CRM_SPEC.mode == "mirror"
@@ -493,7 +491,7 @@ def test_spec_errors_name_file_sync_and_key(
     with pytest.raises(SyncSpecError) as error:
         load_sync_specs(path)
     message = str(error.value)
-    assert str(path) in message
+    assert message.startswith(f"{path}:")
     assert "sync 'crm_contacts'" in message
     assert f"key '{key}'" in message
 
@@ -532,7 +530,8 @@ def test_spec_errors_for_schedules_limits_and_mappings(
     with pytest.raises(SyncSpecError) as error:
         load_sync_specs(path)
     message = str(error.value)
-    assert f"{path}: sync 'crm_contacts': key '{key}'" in message
+    assert message.startswith(f"{path}:")
+    assert f": sync 'crm_contacts': key '{key}'" in message
     assert problem in message
 
 
@@ -551,7 +550,9 @@ def test_specs_load_from_every_file_of_a_folder(tmp_path: Path) -> None:
     assert second.destination_names == {"contact_id": "contact_id", "lifecycle_stage": "stage"}
     assert second.operation("added") == "insert"
     (tmp_path / "c.yaml").write_text(VALID_SPEC)
-    with pytest.raises(SyncSpecError, match=r"c\.yaml: sync 'crm_contacts': key 'name': .*a\.yaml"):
+    with pytest.raises(
+        SyncSpecError, match=r"c\.yaml:2: sync 'crm_contacts': key 'name': .*a\.yaml"
+    ):
         load_sync_specs(tmp_path)
 
 
@@ -561,7 +562,7 @@ def test_spec_errors_for_duplicate_names_and_bad_documents(tmp_path: Path) -> No
     with pytest.raises(SyncSpecError, match=r"sync 'crm_contacts': key 'name': .*twice"):
         load_sync_specs(path)
     path.write_text("syncs: {crm_contacts: {}}")
-    with pytest.raises(SyncSpecError, match=r"syncs\.yaml: key 'syncs'"):
+    with pytest.raises(SyncSpecError, match=r"syncs\.yaml:1: key 'syncs'"):
         load_sync_specs(path)
 
 

@@ -14,13 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from assets.sync import SyncSpec, run_sync
+from assets.sync.delivery import RateLimiter
+from assets.sync.engine import run_sync
+from assets.sync.specs import SyncSpec
 from bench.sync_api_server import ApiServer, ApiState
 from resources.destinations import HttpJsonDestination
-from resources.destinations.delivery import RateLimiter
 from resources.destinations.http import retry_after_seconds
-from resources.environment import REPO_ROOT
+from resources.settings import REPO_ROOT
 from resources.warehouse import DuckDBWarehouse
+from tests.tables import replace_table
 
 LOG = logging.getLogger("test_sync_http")
 SPEC = SyncSpec(
@@ -46,7 +48,7 @@ def source(warehouse: DuckDBWarehouse, ids: range, segment: str = "a", **special
             "segment": segments,
         }
     )
-    warehouse.overwrite_table("marts", "usage_scores", table)
+    replace_table(warehouse, "marts", "usage_scores", table)
 
 
 def destination(api: ApiServer, **settings: object) -> HttpJsonDestination:
@@ -125,7 +127,7 @@ def test_refused_records_are_isolated_kept_and_retried(warehouse: DuckDBWarehous
 
 RESUMABLE_SYNC = """
 import logging, sys
-from assets.sync import run_sync
+from assets.sync.engine import run_sync
 from resources.destinations import HttpJsonDestination
 from resources.warehouse import DuckDBWarehouse
 from tests.test_sync_http import SPEC

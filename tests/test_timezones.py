@@ -16,13 +16,13 @@ from assets.ingestion.shard_load import business_day_bounds
 from assets.ingestion.shard_tables import shard_table_assets
 from pipelines import demo_data
 from pipelines.schedules import daily_ingestion_schedule, previous_business_day
-from resources.environment import REPO_ROOT
+from resources.settings import REPO_ROOT
 from resources.shards import ShardSource
 from resources.warehouse import DuckDBWarehouse
 
 JST = ZoneInfo("Asia/Tokyo")
 UTC = dt.UTC
-ORDERS_ASSET = next(a for a in shard_table_assets if a.key == dg.AssetKey(["lake", "orders"]))
+ORDERS_ASSET = next(a for a in shard_table_assets() if a.key == dg.AssetKey(["lake", "orders"]))
 ALL_SHARDS = ["shard_01", "shard_02", "shard_03", "shard_04"]
 
 

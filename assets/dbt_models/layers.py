@@ -1,9 +1,9 @@
 """dbt assets, one definition per warehouse stage so partitioning can differ between them.
 
-- `warehouse_models`: cleansing, cleansing_secret and the products snapshot (rebuilt per run);
-- `fact_models`: incremental facts, partitioned by business day; each run passes the
-  partition window to dbt as vars `min_date`/`max_date`, and dbt touches only those days;
-- `mart_models`: widetable, role_*, service_*, monitoring.
+- `warehouse`: cleansing, cleansing_secret and the products snapshot (rebuilt per run);
+- `fact`: incremental facts, partitioned by business day; each run passes the partition window
+  to dbt as vars `min_date`/`max_date`, and dbt touches only those days;
+- `marts`: widetable, role_*, service_*, monitoring.
 
 The specs are translated once per manifest and cached (specs_cache.py), so the code location
 loads fast at thousands of models; each stage is a list of multi-assets (one unless the stage
@@ -14,19 +14,40 @@ step, so nothing downstream (later stages, anomaly detection, syncs) runs on bad
 """
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
+from dagster_dbt import DbtCliResource, DbtProject
 
-from assets.dbt_models.project import minato_dbt_project
-from assets.dbt_models.specs_cache import minato_dbt_assets
+from assets.dbt_models.project import dbt_project, parse_project, require_manifest
+from assets.dbt_models.specs_cache import minato_dbt_assets, write_cached_specs
 from assets.dbt_models.translator import MinatoDbtTranslator
 from assets.partitions import business_days
+from resources import settings
 
-translator = MinatoDbtTranslator()
+WAREHOUSE_SELECT = (
+    "path:models/warehouse/cleansing path:models/warehouse/cleansing_secret path:snapshots"
+)
+FACT_SELECT = "path:models/warehouse/fact"
+MARTS_SELECT = "path:models/marts"
+STAGE_SELECTS = [WAREHOUSE_SELECT, FACT_SELECT, MARTS_SELECT]
+
+
+def translator() -> MinatoDbtTranslator:
+    return MinatoDbtTranslator(warehouse_kind=settings.warehouse_kind())
+
+
+def prepare_stages(project: DbtProject) -> Path:
+    """Parse the project and cache every stage's specs: the build step behind `minato
+    manifest` (and `dagster dev`'s preparation). Returns the manifest's path."""
+    manifest = parse_project(project)
+    write_cached_specs(project, translator(), STAGE_SELECTS)
+    return manifest
 
 
 def business_day_vars(window: dg.TimeWindow) -> dict[str, str]:
@@ -37,15 +58,24 @@ def business_day_vars(window: dg.TimeWindow) -> dict[str, str]:
     }
 
 
-def _rebuilt_stage(name: str, select: str) -> list[dg.AssetsDefinition]:
+@dataclass(frozen=True)
+class DbtStages:
+    warehouse: list[dg.AssetsDefinition]
+    fact: list[dg.AssetsDefinition]
+    marts: list[dg.AssetsDefinition]
+
+    @property
+    def assets(self) -> list[dg.AssetsDefinition]:
+        return [*self.warehouse, *self.fact, *self.marts]
+
+
+def _rebuilt_stage(
+    project: DbtProject, models: MinatoDbtTranslator, name: str, select: str
+) -> list[dg.AssetsDefinition]:
     """An unpartitioned stage: every run builds (and tests) all of its models."""
 
     @minato_dbt_assets(
-        project=minato_dbt_project,
-        translator=translator,
-        select=select,
-        name=name,
-        pool="warehouse",
+        project=project, translator=models, select=select, name=name, pool="warehouse"
     )
     def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         yield from dbt.cli(["build"], context=context).stream()
@@ -53,26 +83,35 @@ def _rebuilt_stage(name: str, select: str) -> list[dg.AssetsDefinition]:
     return _build
 
 
-warehouse_models = _rebuilt_stage(
-    "warehouse_models",
-    "path:models/warehouse/cleansing path:models/warehouse/cleansing_secret path:snapshots",
-)
+def _fact_stage(project: DbtProject, models: MinatoDbtTranslator) -> list[dg.AssetsDefinition]:
+    @minato_dbt_assets(
+        project=project,
+        translator=models,
+        select=FACT_SELECT,
+        name="fact_models",
+        partitions_def=business_days(),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="warehouse",
+    )
+    def fact_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        dbt_vars = business_day_vars(context.partition_time_window)
+        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+
+    return fact_models
 
 
-@minato_dbt_assets(
-    project=minato_dbt_project,
-    translator=translator,
-    select="path:models/warehouse/fact",
-    name="fact_models",
-    partitions_def=business_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="warehouse",
-)
-def fact_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    dbt_vars = business_day_vars(context.partition_time_window)
-    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+@functools.cache
+def dbt_stages() -> DbtStages:
+    """The three stages over the parsed project; a missing manifest is one clear error."""
+    project = dbt_project()
+    require_manifest(project)
+    models = translator()
+    return DbtStages(
+        warehouse=_rebuilt_stage(project, models, "warehouse_models", WAREHOUSE_SELECT),
+        fact=_fact_stage(project, models),
+        marts=_rebuilt_stage(project, models, "mart_models", MARTS_SELECT),
+    )
 
 
-mart_models = _rebuilt_stage("mart_models", "path:models/marts")
-
-dbt_model_assets = [*warehouse_models, *fact_models, *mart_models]
+def dbt_model_assets() -> list[dg.AssetsDefinition]:
+    return dbt_stages().assets

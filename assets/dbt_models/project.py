@@ -1,7 +1,15 @@
-"""The dbt project as Dagster sees it: paths, target, and a manifest prepared before load."""
+"""The dbt project as Dagster sees it: paths, target, the CLI resource, and preparing the
+manifest (a build step, never an import side effect).
 
+`minato manifest` (`make manifest`) parses the project and caches the translated specs beside
+the manifest; a deployment ships both. Under `dagster dev` the project is prepared again at
+each load, as dagster-dbt's `prepare_if_dev()` does, so model edits show up on reload.
+"""
+
+from __future__ import annotations
+
+import functools
 import importlib.metadata
-import os
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -9,15 +17,11 @@ from pathlib import Path
 from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
-from resources.environment import REPO_ROOT, apply_embedded_defaults
+from resources import settings
 
-apply_embedded_defaults()
 
-minato_dbt_project = DbtProject(
-    project_dir=REPO_ROOT / "dbt_project",
-    # The dbt target has the warehouse kind's name (`duckdb` | `bigquery`).
-    target=os.environ["MINATO_WAREHOUSE"],
-)
+class ManifestMissingError(FileNotFoundError):
+    """The code location was loaded before the dbt project was parsed."""
 
 
 def dbt_executable() -> str:
@@ -39,21 +43,43 @@ class MinatoDbtCliResource(DbtCliResource):
         return version.parse(importlib.metadata.version("dbt-core"))
 
 
-def dbt_cli() -> DbtCliResource:
-    return MinatoDbtCliResource(project_dir=minato_dbt_project, dbt_executable=dbt_executable())
+def dbt_cli(project: DbtProject | None = None) -> DbtCliResource:
+    return MinatoDbtCliResource(
+        project_dir=project or dbt_project(), dbt_executable=dbt_executable()
+    )
 
 
-def prepare_manifest() -> Path:
-    """`dbt parse` into the project's target/, with the same environment runs will have.
+def parse_project(project: DbtProject) -> Path:
+    """`dbt parse` into the project's target/; returns the manifest's path.
 
-    Runs copy target/partial_parse.msgpack; it is only reused when the profile renders the same
-    values (e.g. the DuckDB path), so the manifest must be built with the run's environment.
+    The profile's defaults (profiles.yml) render the same values as the run's settings, so the
+    runs reuse this parse (target/partial_parse.msgpack) instead of parsing from scratch.
     """
-    dbt_cli().cli(["parse", "--quiet"], target_path=minato_dbt_project.target_path).wait()
-    return minato_dbt_project.manifest_path
+    dbt_cli(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    return project.manifest_path
 
 
-# `dagster dev` re-parses on every reload; elsewhere the manifest is built once (`make manifest`,
-# or here on the first import in a fresh checkout), never at each run.
-if minato_dbt_project.preparer.using_dagster_dev() or not minato_dbt_project.manifest_path.exists():
-    prepare_manifest()
+def _project() -> DbtProject:
+    # The dbt target has the warehouse kind's name (`duckdb` | `bigquery`).
+    return DbtProject(project_dir=settings.DBT_PROJECT_DIR, target=settings.warehouse_kind())
+
+
+@functools.cache
+def dbt_project() -> DbtProject:
+    """The project, parsed first when running under `dagster dev` (see the module doc)."""
+    project = _project()
+    if project.preparer.using_dagster_dev():
+        from assets.dbt_models.layers import prepare_stages
+
+        prepare_stages(project)
+    return project
+
+
+def require_manifest(project: DbtProject) -> Path:
+    path = Path(project.manifest_path)
+    if not path.exists():
+        raise ManifestMissingError(
+            f"dbt manifest not found at {path}: run `make manifest` (or `minato manifest`) to "
+            "parse the dbt project before loading the code location"
+        )
+    return path

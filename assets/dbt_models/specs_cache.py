@@ -4,10 +4,11 @@
 code location (each `dagster dev` reload, each run worker, each `definitions validate`): at
 10,000 generated models that is most of the load time. Here the specs a stage gets from
 `MinatoDbtTranslator` are pickled next to the manifest (`target/minato_specs.pickle`,
-written by `minato manifest` or by the first load after a parse) and unpickled on later loads;
-the manifest itself is read only when a run needs it (`LazyManifest`). The cache is keyed by the
-manifest file (size, mtime), the dagster/dagster-dbt versions, the translator's source and the
-stage's selection: anything else gives a cache miss and a fresh translation.
+written by `minato manifest`, or under `dagster dev` when the project is prepared) and unpickled
+on every load; the manifest itself is read only when a run needs it (`LazyManifest`). The cache
+is keyed by the manifest file (size, mtime), the dagster/dagster-dbt versions, the translator's
+source and settings, and the stage's selection: anything else is a cache miss, translated in
+memory for that load (loading never writes the cache).
 
 The pickle is written by this code into the project's own target folder and trusted like the
 code itself; it is never read from anywhere else.
@@ -17,7 +18,8 @@ and op tags (tests/test_dbt_specs_cache.py compares them), so `DbtCliResource.cl
 subsets it as usual.
 """
 
-import gc
+from __future__ import annotations
+
 import hashlib
 import importlib.metadata
 import inspect
@@ -25,7 +27,6 @@ import io
 import os
 import pickle
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from dagster_dbt import DagsterDbtTranslator, DbtProject
 from dagster_dbt.asset_utils import DAGSTER_DBT_SELECT_METADATA_KEY, build_dbt_specs
 from dagster_dbt.dagster_dbt_translator import DbtManifestWrapper
 from dagster_dbt.dbt_manifest import read_manifest_path
+
+from assets.gc_pause import collector_paused
 
 CACHE_FILE = "minato_specs.pickle"
 _FORMAT = 3
@@ -55,32 +58,52 @@ class LazyManifest(dict):
         self.path = path
         self.loaded = False
 
-    def load(self) -> "LazyManifest":
+    def load(self) -> LazyManifest:
         if not self.loaded:
             self.loaded = True
             dict.update(self, read_manifest_path(self.path))
         return self
 
+    # Every read goes through load() first.
+    def __getitem__(self, key: Any) -> Any:
+        return dict.__getitem__(self.load(), key)
 
-def _reads_first(name: str) -> Callable[..., Any]:
-    method = getattr(dict, name)
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self.load(), key)
 
-    def read(self: LazyManifest, *args: Any, **kwargs: Any) -> Any:
-        return method(self.load(), *args, **kwargs)
+    def __iter__(self) -> Iterator[Any]:
+        return dict.__iter__(self.load())
 
-    read.__name__ = name
-    return read
+    def __len__(self) -> int:
+        return dict.__len__(self.load())
 
+    def __eq__(self, other: object) -> bool:
+        return dict.__eq__(self.load(), other)
 
-for _name in (
-    "__getitem__", "__contains__", "__iter__", "__len__", "__eq__", "__repr__",
-    "get", "keys", "items", "values", "copy",
-):  # fmt: skip
-    setattr(LazyManifest, _name, _reads_first(_name))
+    __hash__ = None  # type: ignore[assignment]  # a dict, and mutable
+
+    def __repr__(self) -> str:
+        return dict.__repr__(self.load())
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return dict.get(self.load(), key, default)
+
+    def keys(self) -> Any:
+        return dict.keys(self.load())
+
+    def items(self) -> Any:
+        return dict.items(self.load())
+
+    def values(self) -> Any:
+        return dict.values(self.load())
+
+    def copy(self) -> dict:
+        return dict.copy(self.load())
 
 
 def _manifest_key(manifest_path: Path, translator: DagsterDbtTranslator) -> str:
-    """Identifies one translation of one manifest: file, library versions, translator code."""
+    """Identifies one translation of one manifest: file, library versions, translator code and
+    settings (e.g. the warehouse kind its asset kinds name)."""
     stat = manifest_path.stat()
     source = inspect.getsourcefile(type(translator))
     parts = [
@@ -90,6 +113,7 @@ def _manifest_key(manifest_path: Path, translator: DagsterDbtTranslator) -> str:
         importlib.metadata.version("dagster"),
         importlib.metadata.version("dagster-dbt"),
         type(translator).__qualname__,
+        str(getattr(translator, "warehouse_kind", "")),
         hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else "",
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
@@ -126,21 +150,6 @@ class _Unpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: str) -> Any:
         return self.references[pid]
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Building tens of thousands of long-lived spec objects triggers the cyclic collector
-    over and over (about a third of the load time at 10,000 models); pause it, then move the
-    result out of its reach (gc.freeze) so later passes (snapshots) skip it too."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 def _read_cache(path: Path) -> dict[str, dict[str, bytes]]:
@@ -198,24 +207,10 @@ def _chunks(
     return chunks
 
 
-def cached_specs(project: DbtProject, translator: DagsterDbtTranslator, select: str) -> list[Chunk]:
-    """The stage's chunks, from the cache when it matches the manifest, else translated now."""
-    manifest_path = Path(project.manifest_path)
-    cache_path = manifest_path.with_name(CACHE_FILE)
-    key = _manifest_key(manifest_path, translator)
-    manifest = LazyManifest(manifest_path)
-    references = {
-        "manifest": DbtManifestWrapper(manifest=manifest),
-        "translator": translator,
-        "project": project,
-    }
-    # {manifest key: {selection: pickled chunks}}; only the current manifest's entry is kept.
-    cache = _read_cache(cache_path).get(key, {})
-    if select in cache:
-        try:
-            return _Unpickler(cache[select], references).load()
-        except Exception:  # a cache that cannot be read is a cache miss
-            pass
+def _translate(
+    project: DbtProject, translator: DagsterDbtTranslator, select: str, manifest: LazyManifest
+) -> bytes:
+    """The stage's chunks, translated from the manifest now, pickled."""
     specs, check_specs = build_dbt_specs(
         translator=translator,
         manifest=manifest.load(),
@@ -228,10 +223,50 @@ def cached_specs(project: DbtProject, translator: DagsterDbtTranslator, select: 
     chunks = _chunks(manifest, select, list(specs), list(check_specs))
     buffer = io.BytesIO()
     _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(chunks)
-    cache = {**_read_cache(cache_path).get(key, {}), select: buffer.getvalue()}
-    _write_cache(cache_path, {key: cache})
-    # The specs just built reference the parsed manifest dict; later runs get the lazy one.
-    return _Unpickler(buffer.getvalue(), references).load()
+    return buffer.getvalue()
+
+
+def _references(
+    project: DbtProject, translator: DagsterDbtTranslator, manifest: LazyManifest
+) -> dict[str, Any]:
+    return {
+        "manifest": DbtManifestWrapper(manifest=manifest),
+        "translator": translator,
+        "project": project,
+    }
+
+
+def write_cached_specs(
+    project: DbtProject, translator: DagsterDbtTranslator, selects: list[str]
+) -> Path:
+    """Translate every stage's specs and store them beside the manifest (a build step:
+    `minato manifest`, or `dagster dev` preparing the project)."""
+    manifest_path = Path(project.manifest_path)
+    manifest = LazyManifest(manifest_path)
+    with collector_paused():
+        entry = {select: _translate(project, translator, select, manifest) for select in selects}
+    cache_path = manifest_path.with_name(CACHE_FILE)
+    # {manifest key: {selection: pickled chunks}}; only the current manifest's entry is kept.
+    _write_cache(cache_path, {_manifest_key(manifest_path, translator): entry})
+    return cache_path
+
+
+def cached_specs(project: DbtProject, translator: DagsterDbtTranslator, select: str) -> list[Chunk]:
+    """The stage's chunks, from the cache when it matches the manifest, else translated now
+    (in memory only: loading the code location writes no file)."""
+    manifest_path = Path(project.manifest_path)
+    manifest = LazyManifest(manifest_path)
+    references = _references(project, translator, manifest)
+    cache = _read_cache(manifest_path.with_name(CACHE_FILE))
+    pickled = cache.get(_manifest_key(manifest_path, translator), {}).get(select)
+    if pickled is not None:
+        try:
+            return _Unpickler(pickled, references).load()
+        except Exception:  # a cache that cannot be read is a cache miss
+            pass
+    # Unpickled even when fresh: the specs just built reference the parsed manifest dict,
+    # and later runs get the lazy one.
+    return _Unpickler(_translate(project, translator, select, manifest), references).load()
 
 
 def minato_dbt_assets(
@@ -251,7 +286,7 @@ def minato_dbt_assets(
         backfill_policy = dg.BackfillPolicy.single_run()  # as @dbt_assets does
 
     def decorator(fn: Callable[..., Any]) -> list[dg.AssetsDefinition]:
-        with _collector_paused():
+        with collector_paused():
             chunks = cached_specs(project, translator, select)
             return [
                 dg.multi_asset(

@@ -1,6 +1,5 @@
 """How dbt nodes become Dagster assets: keys and groups follow warehouse schemas."""
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,8 +11,12 @@ class MinatoDbtTranslator(DagsterDbtTranslator):
     """`cleansing/cleansing_orders`, group `cleansing`: the UI mirrors the warehouse layout.
 
     Sources keep the key from `meta.dagster.asset_key` (the ingestion assets), so the graph is
-    continuous from shards to marts.
+    continuous from shards to marts. Models carry the warehouse they are built in as a kind.
     """
+
+    def __init__(self, warehouse_kind: str) -> None:
+        super().__init__()
+        self.warehouse_kind = warehouse_kind
 
     def get_asset_spec(
         self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
@@ -29,9 +32,6 @@ class MinatoDbtTranslator(DagsterDbtTranslator):
             layer = props["config"].get("schema") or props["schema"]
             spec = spec.replace_attributes(
                 key=dg.AssetKey([layer, props["name"]]), group_name=layer
-            ).merge_attributes(
-                kinds={os.environ.get("MINATO_WAREHOUSE", "duckdb")},
-                tags={"minato/layer": layer},
-            )
+            ).merge_attributes(kinds={self.warehouse_kind}, tags={"minato/layer": layer})
         memo[memo_key] = spec
         return spec

@@ -10,6 +10,7 @@ The landing sensor (pipelines/sensors.py) starts these runs as files arrive.
 
 import csv
 import datetime as dt
+import functools
 import io
 import re
 
@@ -17,6 +18,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.constants import LAKE_SCHEMA
 from assets.ingestion.origin import with_origin
 from assets.ingestion.quarantine import (
     QUARANTINE_PARTITION_COLUMNS,
@@ -24,10 +26,12 @@ from assets.ingestion.quarantine import (
     split_valid_rows,
 )
 from assets.partitions import business_days
+from resources import settings
 from resources.landing import LandingStore
 from resources.warehouse import PartitionWrite, Warehouse
 
-LAKE_SCHEMA = "lake"
+SEARCH_CONSOLE_PAGES_KEY = dg.AssetKey([LAKE_SCHEMA, "search_console_pages"])
+CRM_CONTACTS_KEY = dg.AssetKey([LAKE_SCHEMA, "crm_contacts"])
 SEARCH_CONSOLE_PREFIX = "search_console/"
 CRM_CONTACTS_PREFIX = "crm/"
 _SEARCH_CONSOLE_FILE = re.compile(r"^search_console/pages_(\d{4}-\d{2}-\d{2})\.csv$")
@@ -69,16 +73,7 @@ def _require_columns(data: pa.Table, required: set[str], source: str) -> None:
         raise dg.Failure(f"{source}: missing column(s) {sorted(missing)}", allow_retries=False)
 
 
-@dg.asset(
-    key=[LAKE_SCHEMA, "search_console_pages"],
-    group_name=LAKE_SCHEMA,
-    description="Search-Console daily page clicks, one landed CSV per JST day.",
-    partitions_def=business_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="warehouse",
-    kinds={"csv", "duckdb"},
-)
-def search_console_pages(
+def load_search_console_pages(
     context: dg.AssetExecutionContext, landing: LandingStore, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     loaded_at = dt.datetime.now(dt.UTC)
@@ -145,14 +140,7 @@ class CrmContactsConfig(dg.Config):
     file_key: str | None = None  # the sensor names the file; by hand, the newest export
 
 
-@dg.asset(
-    key=[LAKE_SCHEMA, "crm_contacts"],
-    group_name=LAKE_SCHEMA,
-    description="The newest full CRM contacts export (contains PII; read only by cleansing).",
-    pool="warehouse",
-    kinds={"csv", "duckdb"},
-)
-def crm_contacts(
+def load_crm_contacts(
     context: dg.AssetExecutionContext,
     config: CrmContactsConfig,
     landing: LandingStore,
@@ -210,4 +198,47 @@ def crm_contacts(
     )
 
 
-landing_file_assets = [search_console_pages, crm_contacts]
+def _kinds() -> set[str]:
+    return {"csv", settings.warehouse_kind()}
+
+
+def build_search_console_pages() -> dg.AssetsDefinition:
+    @dg.asset(
+        key=SEARCH_CONSOLE_PAGES_KEY,
+        group_name=LAKE_SCHEMA,
+        description="Search-Console daily page clicks, one landed CSV per JST day.",
+        partitions_def=business_days(),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="warehouse",
+        kinds=_kinds(),
+    )
+    def search_console_pages(
+        context: dg.AssetExecutionContext, landing: LandingStore, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
+        return load_search_console_pages(context, landing, warehouse)
+
+    return search_console_pages
+
+
+def build_crm_contacts() -> dg.AssetsDefinition:
+    @dg.asset(
+        key=CRM_CONTACTS_KEY,
+        group_name=LAKE_SCHEMA,
+        description="The newest full CRM contacts export (contains PII; read only by cleansing).",
+        pool="warehouse",
+        kinds=_kinds(),
+    )
+    def crm_contacts(
+        context: dg.AssetExecutionContext,
+        config: CrmContactsConfig,
+        landing: LandingStore,
+        warehouse: Warehouse,
+    ) -> dg.MaterializeResult:
+        return load_crm_contacts(context, config, landing, warehouse)
+
+    return crm_contacts
+
+
+@functools.cache
+def landing_file_assets() -> list[dg.AssetsDefinition]:
+    return [build_search_console_pages(), build_crm_contacts()]

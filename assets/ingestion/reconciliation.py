@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import dagster as dg
 import pyarrow as pa
 
-from resources.shard_reader import CHECKSUM_MODULUS
+from assets.ingestion.checksums import CHECKSUM_MODULUS
 
-RECONCILIATION_SCHEMA = "monitoring"
 RECONCILIATION_TABLE = "ingestion_reconciliation"
 RECONCILIATION_CHECK = "reconciles_with_source"
 RECONCILIATION_PARTITION_COLUMNS = ("logical_table", "business_day", "shard")

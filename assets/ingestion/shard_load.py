@@ -22,7 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from assets.constants import BUSINESS_TIMEZONE, LAKE_SCHEMA, MONITORING_SCHEMA
+from assets.ingestion.checksums import integer_keys, key_checksum
 from assets.ingestion.lake_tables import LakeTable
+from assets.ingestion.mysql_types import row_check
 from assets.ingestion.origin import ORIGIN_SCHEMA, with_origin
 from assets.ingestion.quarantine import (
     QUARANTINE_PARTITION_COLUMNS,
@@ -32,33 +35,22 @@ from assets.ingestion.quarantine import (
 )
 from assets.ingestion.reconciliation import (
     RECONCILIATION_PARTITION_COLUMNS,
-    RECONCILIATION_SCHEMA,
     RECONCILIATION_TABLE,
     Tally,
     reconciliation_rows,
 )
-from assets.partitions import (
-    BUSINESS_TIMEZONE,
-    DAY_DIMENSION,
-    SHARD_DIMENSION,
-    business_days,
-    day_shard_partitions,
+from assets.ingestion.shard_batches import BatchDone, BatchQuery, BatchRestart, Chunk, ReadEvent
+from assets.ingestion.shard_catalog import (
+    PhysicalTable,
+    SchemaDriftError,
+    check_drift,
+    discover_shard,
 )
-from resources.shard_catalog import PhysicalTable, SchemaDriftError, check_drift
-from resources.shard_reader import (
-    BatchDone,
-    BatchQuery,
-    BatchRestart,
-    Chunk,
-    ReadEvent,
-    ShardReadError,
-    integer_keys,
-    key_checksum,
-)
+from assets.ingestion.shard_reader import ShardReadError, read_windows
+from assets.partitions import business_days, split_day_shard_key
 from resources.shards import ShardConfigError, ShardSource
 from resources.warehouse import PartitionSink, PartitionTarget, RowScope, Warehouse
 
-LAKE_SCHEMA = "lake"
 LAKE_PARTITION_COLUMNS = ("_business_day", "_shard")
 _SCOPE_COLUMNS = ("_business_day", "_shard", "_source_table")
 
@@ -76,7 +68,7 @@ def extraction_window(table: LakeTable, day: dt.date) -> tuple[dt.datetime | Non
     than the partitions (the seed's 15 years of history) and rows without a change time.
     """
     start, end = business_day_bounds(day)
-    if day <= business_days.start.date():
+    if day <= business_days().start.date():
         return None, end
     return start - table.overlap, end
 
@@ -85,17 +77,9 @@ def partitions_by_shard(keys: Sequence[str]) -> dict[str, list[dt.date]]:
     """Group a run's multi-partition keys (`<day>|<shard>`) by shard."""
     grouped: dict[str, list[dt.date]] = defaultdict(list)
     for key in keys:
-        dims = day_shard_partitions.get_partition_key_from_str(key).keys_by_dimension
-        grouped[dims[SHARD_DIMENSION]].append(dt.date.fromisoformat(dims[DAY_DIMENSION]))
+        day, shard = split_day_shard_key(key)
+        grouped[shard].append(day)
     return {shard: sorted(days) for shard, days in sorted(grouped.items())}
-
-
-_KIND_BY_TYPE = {
-    **dict.fromkeys(("tinyint", "smallint", "mediumint", "int", "integer", "bigint"), "integer"),
-    **dict.fromkeys(("decimal", "numeric"), "decimal"),
-    **dict.fromkeys(("datetime", "timestamp"), "datetime"),
-    "date": "date",
-}
 
 
 def row_checks(table: LakeTable, physical: Iterable[PhysicalTable]) -> list[tuple[str, str]]:
@@ -103,7 +87,7 @@ def row_checks(table: LakeTable, physical: Iterable[PhysicalTable]) -> list[tupl
     kinds: dict[str, set[str | None]] = defaultdict(set)
     for source in physical:
         for name, declared in source.columns:
-            kinds[name].add(_KIND_BY_TYPE.get(declared.split("(")[0].strip()))
+            kinds[name].add(row_check(declared))
     checks = [(column, "not_null") for column in table.primary_key]
     checks.append((table.change_column, "required"))
     for name, found in kinds.items():
@@ -269,7 +253,7 @@ def load_partitions(
         LAKE_SCHEMA, QUARANTINE_TABLE, QUARANTINE_PARTITION_COLUMNS, scoped
     )
     reconciliation = PartitionTarget(
-        RECONCILIATION_SCHEMA, RECONCILIATION_TABLE, RECONCILIATION_PARTITION_COLUMNS, scoped
+        MONITORING_SCHEMA, RECONCILIATION_TABLE, RECONCILIATION_PARTITION_COLUMNS, scoped
     )
     tallies: dict[tuple[dt.date, str], Tally] = {}
     drift: dict[str, Any] = {}
@@ -279,7 +263,8 @@ def load_partitions(
         sink.append(quarantine, QUARANTINE_SCHEMA.empty_table())
         for shard, days in by_shard.items():
             with _shard_errors(shard), shards.connect(shard) as conn:
-                physical = [t for t in conn.discover([table.name]) if t.logical == table.name]
+                found = discover_shard(conn, [table.name])
+                physical = [t for t in found if t.logical == table.name]
                 if not physical:
                     raise dg.Failure(
                         f"shard {shard}: no `{table.name}_<client_id>` tables found; "
@@ -293,8 +278,8 @@ def load_partitions(
                 )
                 for day in days:
                     start, end = extraction_window(table, day)
-                    events = conn.read_windows(
-                        physical, table.change_column, start, end, table.primary_key
+                    events = read_windows(
+                        conn, physical, table.change_column, start, end, table.primary_key
                     )
                     tallies[(day, shard)] = loader.load_day(day, events)
                 restarts += loader.restarts

@@ -6,13 +6,16 @@ backfill resumes from there.
 """
 
 import datetime as dt
+import functools
 
 import dagster as dg
 
+from assets.constants import LAKE_SCHEMA
 from assets.ingestion.lake_tables import SHARD_LAKE_TABLES, LakeTable
 from assets.ingestion.reconciliation import RECONCILIATION_CHECK, reconciliation_check
-from assets.ingestion.shard_load import LAKE_SCHEMA, load_partitions
+from assets.ingestion.shard_load import load_partitions
 from assets.partitions import day_shard_partitions
+from resources import settings
 from resources.shards import ShardSource
 from resources.warehouse import Warehouse
 
@@ -32,11 +35,11 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
         key=[LAKE_SCHEMA, table.name],
         group_name=LAKE_SCHEMA,
         description=table.description,
-        partitions_def=day_shard_partitions,
+        partitions_def=day_shard_partitions(),
         backfill_policy=dg.BackfillPolicy.multi_run(BACKFILL_PARTITIONS_PER_RUN),
         retry_policy=INGESTION_RETRY_POLICY,
         pool="warehouse",
-        kinds={"sql", "duckdb"},
+        kinds={"sql", settings.warehouse_kind()},
         metadata={"primary_key": list(table.primary_key)},
         # A load that does not reconcile with the source stops everything downstream.
         check_specs=[
@@ -91,4 +94,7 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
     return _ingest
 
 
-shard_table_assets = [build_shard_table_asset(table) for table in SHARD_LAKE_TABLES]
+@functools.cache
+def shard_table_assets() -> list[dg.AssetsDefinition]:
+    """One asset per logical lake table of the shards."""
+    return [build_shard_table_asset(table) for table in SHARD_LAKE_TABLES]

@@ -9,6 +9,7 @@ the model the business looks at.
 """
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field
 
+from assets.constants import MONITORING_SCHEMA
 from assets.monitoring import bigquery_ml, local_engine
 from assets.monitoring.bigquery_ml import (
     date_literal,
@@ -27,18 +29,12 @@ from assets.monitoring.bigquery_ml import (
     window_series_sql,
 )
 from assets.monitoring.feedback import ensure_feedback_table, read_feedback
-from assets.monitoring.metrics import RESULT_COLUMNS, MetricSpec, load_metric_specs, series_sql
+from assets.monitoring.metrics import RESULT_COLUMNS, MetricSpec, metric_specs, series_sql
 from resources.notifications import Notifier
 from resources.warehouse import BigQueryWarehouse, Warehouse
 
-ANOMALIES_SCHEMA = "monitoring"
 ANOMALIES_TABLE = "anomalies"
-ANOMALIES_KEY = dg.AssetKey([ANOMALIES_SCHEMA, ANOMALIES_TABLE])
-MODEL_SCHEMA = "monitoring"
-
-METRIC_SPECS = load_metric_specs()
-# The mart of the demo metrics (every metric names its own model; these three share one).
-MART_KEY = dg.AssetKey(["monitoring", "monitoring_daily_metrics"])
+ANOMALIES_KEY = dg.AssetKey([MONITORING_SCHEMA, ANOMALIES_TABLE])
 
 ANOMALIES_ARROW_SCHEMA = pa.schema(
     [
@@ -80,27 +76,42 @@ def _model_keys(specs: Mapping[str, MetricSpec]) -> list[dg.AssetKey]:
     return list(dict.fromkeys(dg.AssetKey(spec.asset_key_path) for spec in specs.values()))
 
 
-@dg.asset(
-    key=ANOMALIES_KEY,
-    group_name="monitoring",
-    deps=_model_keys(METRIC_SPECS),
-    pool="warehouse",
-    description="Anomaly scores of the latest days of every metric in "
-    "assets/monitoring/metric_definitions: BigQuery ML ARIMA_PLUS in production, an "
-    "ARIMA_PLUS-style robust seasonal forecast on DuckDB. Appends to monitoring.anomalies.",
-)
-def anomalies(
+def build_anomalies_asset(specs: Mapping[str, MetricSpec]) -> dg.AssetsDefinition:
+    """The `monitoring/anomalies` asset over the given metrics, downstream of their models."""
+
+    @dg.asset(
+        key=ANOMALIES_KEY,
+        group_name=MONITORING_SCHEMA,
+        deps=_model_keys(specs),
+        pool="warehouse",
+        description="Anomaly scores of the latest days of every metric in "
+        "assets/monitoring/metric_definitions: BigQuery ML ARIMA_PLUS in production, an "
+        "ARIMA_PLUS-style robust seasonal forecast on DuckDB. Appends to monitoring.anomalies.",
+    )
+    def anomalies(
+        context: dg.AssetExecutionContext,
+        config: AnomalyDetectionConfig,
+        warehouse: Warehouse,
+        notifier: Notifier,
+    ) -> dg.MaterializeResult:
+        return _detect(context, config, warehouse, notifier, specs)
+
+    return anomalies
+
+
+def _detect(
     context: dg.AssetExecutionContext,
     config: AnomalyDetectionConfig,
     warehouse: Warehouse,
     notifier: Notifier,
+    specs: Mapping[str, MetricSpec],
 ) -> dg.MaterializeResult:
-    run = _score_metrics(warehouse, METRIC_SPECS, config.detection_days, context.log)
+    run = _score_metrics(warehouse, specs, config.detection_days, context.log)
     results = run.results
     table = _to_arrow(results, run_id=context.run.run_id, detected_at=dt.datetime.now(dt.UTC))
     # History: each run appends its rows; re-executing the same run replaces only its own.
     warehouse.replace_partitions(
-        ANOMALIES_SCHEMA, ANOMALIES_TABLE, table, ["run_id"], [(context.run.run_id,)]
+        MONITORING_SCHEMA, ANOMALIES_TABLE, table, ["run_id"], [(context.run.run_id,)]
     )
     flagged = results[results["is_anomaly"].astype(bool)] if len(results) else results
     new = _not_alerted_before(warehouse, flagged, context.run.run_id)
@@ -175,7 +186,7 @@ def _score_metrics(
                 jobs,
                 spec,
                 series_query=series_query,
-                model=warehouse.qualified(MODEL_SCHEMA, f"anomaly_model_{spec.name}"),
+                model=warehouse.qualified(MONITORING_SCHEMA, f"anomaly_model_{spec.name}"),
                 feedback_table=feedback_table,
                 detection_start=start,
             )
@@ -234,7 +245,7 @@ def _not_alerted_before(warehouse: Warehouse, flagged: pd.DataFrame, run_id: str
     earliest = min(flagged["metric_day"])
     earlier = warehouse.query_arrow(
         "SELECT DISTINCT metric, series_id, metric_day\n"
-        f"FROM {warehouse.qualified(ANOMALIES_SCHEMA, ANOMALIES_TABLE)}\n"
+        f"FROM {warehouse.qualified(MONITORING_SCHEMA, ANOMALIES_TABLE)}\n"
         f"WHERE is_anomaly AND run_id <> '{_quoted(run_id)}'\n"
         f"  AND metric_day >= {date_literal(earliest)}"
     ).to_pylist()
@@ -343,7 +354,7 @@ def _latest_day_check(spec: MetricSpec) -> dg.AssetChecksDefinition:
         additional_deps=[ANOMALIES_KEY],
         blocking=False,
         description=f"No series of {spec.name} ({spec.description}) is anomalous on its latest "
-        f"day, according to {ANOMALIES_SCHEMA}.{ANOMALIES_TABLE}.",
+        f"day, according to {MONITORING_SCHEMA}.{ANOMALIES_TABLE}.",
     )
     def _check(warehouse: Warehouse, notifier: Notifier) -> dg.AssetCheckResult:
         series_query = series_sql(spec, warehouse.qualified(spec.schema, spec.model))
@@ -358,8 +369,8 @@ def _latest_day_check(spec: MetricSpec) -> dg.AssetChecksDefinition:
         # Not scored is not "fine": either the anomalies asset has not run since the model
         # changed, or no series has min_history_days of history yet. Both deserve a look.
         rows: list[dict[str, Any]] = []
-        if warehouse.table_exists(ANOMALIES_SCHEMA, ANOMALIES_TABLE):
-            table = warehouse.qualified(ANOMALIES_SCHEMA, ANOMALIES_TABLE)
+        if warehouse.table_exists(MONITORING_SCHEMA, ANOMALIES_TABLE):
+            table = warehouse.qualified(MONITORING_SCHEMA, ANOMALIES_TABLE)
             rows = warehouse.query_arrow(latest_verdicts_sql(table, spec.name, latest)).to_pylist()
         metadata: dict[str, Any] = {
             "metric": spec.name,
@@ -402,5 +413,13 @@ def _latest_day_check(spec: MetricSpec) -> dg.AssetChecksDefinition:
     return _check
 
 
-anomaly_assets = [anomalies]
-anomaly_checks = build_anomaly_checks(METRIC_SPECS)
+@functools.cache
+def anomaly_assets() -> list[dg.AssetsDefinition]:
+    """The anomalies asset over the repository's metrics."""
+    return [build_anomalies_asset(metric_specs())]
+
+
+@functools.cache
+def anomaly_checks() -> list[dg.AssetChecksDefinition]:
+    """One check per metric of the repository, on the metric's model."""
+    return build_anomaly_checks(metric_specs())

@@ -26,8 +26,6 @@ from assets.monitoring.metrics import RESULT_COLUMNS, MetricSpec
 from resources.identifiers import InvalidIdentifierError, validate_identifier
 from resources.warehouse import BigQueryWarehouse
 
-MODEL_SCHEMA = "monitoring"
-
 DATA_FREQUENCIES = (
     "AUTO_FREQUENCY",
     "PER_MINUTE",

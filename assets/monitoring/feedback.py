@@ -12,11 +12,11 @@ from typing import Literal
 
 import pyarrow as pa
 
+from assets.constants import MONITORING_SCHEMA
 from assets.monitoring.bigquery_ml import date_literal
 from resources.identifiers import validate_identifier
 from resources.warehouse import Warehouse
 
-FEEDBACK_SCHEMA = "monitoring"
 FEEDBACK_TABLE = "anomaly_feedback"
 Verdict = Literal["incident", "false_positive"]
 VERDICTS: tuple[Verdict, ...] = ("incident", "false_positive")
@@ -35,10 +35,10 @@ FEEDBACK_ARROW_SCHEMA = pa.schema(
 
 def ensure_feedback_table(warehouse: Warehouse) -> str:
     """Create the (empty) table where missing, so queries may always read it; its name."""
-    if not warehouse.table_exists(FEEDBACK_SCHEMA, FEEDBACK_TABLE):
+    if not warehouse.table_exists(MONITORING_SCHEMA, FEEDBACK_TABLE):
         empty = FEEDBACK_ARROW_SCHEMA.empty_table()
-        warehouse.replace_partitions(FEEDBACK_SCHEMA, FEEDBACK_TABLE, empty, ["metric"], [])
-    return warehouse.qualified(FEEDBACK_SCHEMA, FEEDBACK_TABLE)
+        warehouse.replace_partitions(MONITORING_SCHEMA, FEEDBACK_TABLE, empty, ["metric"], [])
+    return warehouse.qualified(MONITORING_SCHEMA, FEEDBACK_TABLE)
 
 
 def record_feedback(
@@ -65,7 +65,7 @@ def record_feedback(
         schema=FEEDBACK_ARROW_SCHEMA,
     )
     warehouse.replace_partitions(
-        FEEDBACK_SCHEMA,
+        MONITORING_SCHEMA,
         FEEDBACK_TABLE,
         row,
         ["metric", "series_id", "metric_day"],

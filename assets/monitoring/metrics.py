@@ -9,7 +9,7 @@ into daily (or weekly, monthly) series:
 Both engines (BigQuery ML ARIMA_PLUS and the local one) read the same series with the same SQL,
 built by `series_sql`, and score them with the same settings.
 
-Keys (defaults in brackets):
+Keys (defaults in brackets; `MetricSpec` is the one place they are defined):
 
     name                    identifier; names the BigQuery ML model and the asset check
     description             what a series measures
@@ -31,16 +31,17 @@ Keys (defaults in brackets):
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import holidays
-import yaml
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic.dataclasses import dataclass
 
-from resources.identifiers import InvalidIdentifierError, validate_identifier
+from resources.config_files import YamlFile, read_yaml, validate_entry
+from resources.identifiers import validate_identifier
 
 METRICS_DIR = Path(__file__).with_name("metric_definitions")
 
@@ -60,60 +61,99 @@ Direction = Literal["spike", "drop", "both"]
 CheckSeverity = Literal["WARN", "ERROR"]
 Frequency = Literal["DAILY", "WEEKLY", "MONTHLY", "AUTO_FREQUENCY"]
 
-DIRECTIONS: tuple[Direction, ...] = ("spike", "drop", "both")
-CHECK_SEVERITIES: tuple[CheckSeverity, ...] = ("WARN", "ERROR")
-FREQUENCIES: tuple[Frequency, ...] = ("DAILY", "WEEKLY", "MONTHLY", "AUTO_FREQUENCY")
-
 # Two full weekly cycles are the least from which a weekday pattern can be told from noise.
 MIN_SUPPORTED_HISTORY_DAYS = 14
 # The series id of a metric without series columns.
 SINGLE_SERIES_ID = "all"
 
-_REQUIRED = ("name", "description", "model", "timestamp_column", "value", "direction")
-_DEFAULTS: dict[str, Any] = {
-    "series": [],
-    "where": None,
-    "frequency": "DAILY",
-    "anomaly_prob_threshold": 0.999,
-    "holiday_region": "JP",
-    "min_history_days": 28,
-    "training_days": 730,
-    "check_severity": "WARN",
-    "auto_arima_max_order": 2,
-    "maximum_bytes_billed": 10 * 1024**3,
-}
-METRIC_KEYS = (*_REQUIRED, *_DEFAULTS)
-
 # SQL fragments from YAML are code under review, like dbt models, but they are pasted into
 # statements: one expression, no statement separator, comment or subquery may hide in them.
 _FORBIDDEN_SQL = re.compile(r";|--|/\*|\*/|#|\bselect\b", re.IGNORECASE)
 
+# YAML integers only: `"7"` or `true` is a mistake, not a number.
+StrictInt = Annotated[int, Field(strict=True)]
+
 
 class MetricsConfigError(ValueError):
-    """A metric definition is malformed; the message names the file, the metric and the key."""
+    """A metric definition is malformed; the message names the file, the line, the metric and
+    the key."""
 
 
-@dataclass(frozen=True)
+def _sql_fragment(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty SQL expression")
+    if _FORBIDDEN_SQL.search(value):
+        raise ValueError(f"{value!r}: no ';', comments or SELECT allowed")
+    if value.count("'") % 2 or value.count("(") != value.count(")"):
+        raise ValueError(f"{value!r}: unbalanced quotes or parentheses")
+    return " ".join(value.split())
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class MetricSpec:
     """Where one metric's series come from, how they are scored, how loudly the check fails."""
 
     name: str
     description: str
     direction: Direction
-    schema: str = "monitoring"
-    model: str = "monitoring_daily_metrics"
-    timestamp_column: str = "metric_day"
-    value: str = "SUM(value)"
-    series: tuple[str, ...] = ("series_id",)
+    schema: str
+    model: str
+    timestamp_column: str
+    value: str
+    series: tuple[str, ...] = ()
     where: str | None = None
     frequency: Frequency = "DAILY"
-    anomaly_prob_threshold: float = _DEFAULTS["anomaly_prob_threshold"]
-    holiday_region: str = _DEFAULTS["holiday_region"]
-    min_history_days: int = _DEFAULTS["min_history_days"]
-    training_days: int = _DEFAULTS["training_days"]
-    check_severity: CheckSeverity = _DEFAULTS["check_severity"]
-    auto_arima_max_order: int = _DEFAULTS["auto_arima_max_order"]
-    maximum_bytes_billed: int = _DEFAULTS["maximum_bytes_billed"]
+    anomaly_prob_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.999
+    holiday_region: str = "JP"
+    min_history_days: Annotated[StrictInt, Field(ge=MIN_SUPPORTED_HISTORY_DAYS)] = 28
+    training_days: StrictInt = 730
+    check_severity: CheckSeverity = "WARN"
+    auto_arima_max_order: Annotated[StrictInt, Field(ge=1, le=5)] = 2
+    maximum_bytes_billed: Annotated[StrictInt, Field(ge=1)] = 10 * 1024**3
+
+    @field_validator("name", "schema", "model", "timestamp_column")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return validate_identifier(value)
+
+    @field_validator("series")
+    @classmethod
+    def _series_columns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(validate_identifier(column, what="series column") for column in value)
+
+    @field_validator("description")
+    @classmethod
+    def _described(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a non-empty string")
+        return value.strip()
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str) -> str:
+        return _sql_fragment(value)
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, value: str | None) -> str | None:
+        return None if value is None else _sql_fragment(value)
+
+    @field_validator("holiday_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        # The local engine needs the `holidays` calendar and BigQuery ML the same country code.
+        if value not in holidays.list_supported_countries():
+            raise ValueError(f"{value!r} is not a country code known to `holidays`")
+        return value
+
+    @model_validator(mode="after")
+    def _enough_training(self) -> MetricSpec:
+        if self.training_days < self.min_history_days:
+            raise ValueError(
+                f"key 'training_days': {self.training_days} is less than min_history_days "
+                f"({self.min_history_days})"
+            )
+        return self
 
     @property
     def asset_key_path(self) -> list[str]:
@@ -162,111 +202,50 @@ def load_metric_specs(directory: Path = METRICS_DIR) -> dict[str, MetricSpec]:
     specs: dict[str, MetricSpec] = {}
     origin: dict[str, Path] = {}
     for path in files:
-        spec = load_metric_file(path)
+        document = read_yaml(path, MetricsConfigError)
+        spec = _parse_metric(document)
         if spec.name in specs:
             raise MetricsConfigError(
-                f"{path}: metric {spec.name!r}: name: already defined in {origin[spec.name]}"
+                f"{path}:{document.line(('name',))}: metric {spec.name!r}: key 'name': already "
+                f"defined in {origin[spec.name]}"
             )
         specs[spec.name], origin[spec.name] = spec, path
     return specs
 
 
-def load_metric_file(path: Path) -> MetricSpec:
-    """One metric definition file; errors start with the file's path."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise MetricsConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, Mapping):
-        raise MetricsConfigError(f"{path}: expected a mapping of keys (one metric per file)")
-    return _parse_metric(path, raw)
+@functools.cache
+def metric_specs() -> dict[str, MetricSpec]:
+    """The repository's metrics (`metric_definitions/`), read once per process."""
+    return load_metric_specs()
 
 
-def _parse_metric(path: Path, entry: Mapping[str, Any]) -> MetricSpec:
-    label = repr(entry["name"]) if isinstance(entry.get("name"), str) else "(unnamed)"
-
-    def fail(key: str, problem: str) -> MetricsConfigError:
-        return MetricsConfigError(f"{path}: metric {label}: {key}: {problem}")
-
-    unknown = sorted(set(entry) - set(METRIC_KEYS), key=str)
-    if unknown:
-        raise fail(str(unknown[0]), f"unknown key; allowed: {', '.join(METRIC_KEYS)}")
-    for key in _REQUIRED:
-        if key not in entry:
-            raise fail(key, "missing")
-    values = {**_DEFAULTS, **entry}
-
-    def identifier(key: str, value: Any, what: str) -> str:
-        try:
-            return validate_identifier(value, what=what)
-        except InvalidIdentifierError as exc:
-            raise fail(key, str(exc)) from exc
-
-    def sql_fragment(key: str, value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise fail(key, "must be a non-empty SQL expression")
-        if _FORBIDDEN_SQL.search(value):
-            raise fail(key, f"{value!r}: no ';', comments or SELECT allowed")
-        if value.count("'") % 2 or value.count("(") != value.count(")"):
-            raise fail(key, f"{value!r}: unbalanced quotes or parentheses")
-        return " ".join(value.split())
-
-    def integer(key: str, low: int, high: int | None = None) -> int:
-        value = values[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail(key, f"{value!r} is not an integer")
-        if value < low or (high is not None and value > high):
-            bounds = f"{low}..{high}" if high is not None else f">= {low}"
-            raise fail(key, f"{value} is not {bounds}")
-        return value
-
-    def choice(key: str, allowed: tuple[str, ...]) -> Any:
-        if values[key] not in allowed:
-            raise fail(key, f"{values[key]!r} is not one of {', '.join(allowed)}")
-        return values[key]
-
-    name = identifier("name", values["name"], "metric name")
-    if not isinstance(values["description"], str) or not values["description"].strip():
-        raise fail("description", "must be a non-empty string")
-    model = values["model"]
-    parts = model.split(".") if isinstance(model, str) else []
-    if len(parts) != 2:
-        raise fail("model", f"{model!r} is not <schema>.<model>")
-    schema, table = (identifier("model", part, "model name part") for part in parts)
-    series = values["series"]
-    if not isinstance(series, list):
-        raise fail("series", "must be a list of column names")
-    where = values["where"]
-
-    threshold = values["anomaly_prob_threshold"]
-    # BigQuery ML accepts [0, 1); 0 would flag every point, so require a real probability.
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise fail("anomaly_prob_threshold", f"{threshold!r} is not a number")
-    if not 0 < threshold < 1:
-        raise fail("anomaly_prob_threshold", f"{threshold!r} is not strictly between 0 and 1")
-
-    region = values["holiday_region"]
-    # The local engine needs the `holidays` calendar and BigQuery ML the same country code.
-    if not isinstance(region, str) or region not in holidays.list_supported_countries():
-        raise fail("holiday_region", f"{region!r} is not a country code known to `holidays`")
-
-    min_history = integer("min_history_days", MIN_SUPPORTED_HISTORY_DAYS)
-    return MetricSpec(
-        name=name,
-        description=values["description"].strip(),
-        direction=choice("direction", DIRECTIONS),
-        schema=schema,
-        model=table,
-        timestamp_column=identifier("timestamp_column", values["timestamp_column"], "column"),
-        value=sql_fragment("value", values["value"]),
-        series=tuple(identifier("series", column, "series column") for column in series),
-        where=None if where is None else sql_fragment("where", where),
-        frequency=choice("frequency", FREQUENCIES),
-        anomaly_prob_threshold=float(threshold),
-        holiday_region=region,
-        min_history_days=min_history,
-        training_days=integer("training_days", min_history),
-        check_severity=choice("check_severity", CHECK_SEVERITIES),
-        auto_arima_max_order=integer("auto_arima_max_order", 1, 5),
-        maximum_bytes_billed=integer("maximum_bytes_billed", 1),
+def _parse_metric(document: YamlFile) -> MetricSpec:
+    """One metric per file; `model: <schema>.<model>` names the dbt model."""
+    entry = document.data
+    name = entry.get("name") if isinstance(entry, dict) else None
+    label = f"metric {name!r}" if isinstance(name, str) else "metric (unnamed)"
+    if not isinstance(entry, dict):
+        raise MetricsConfigError(
+            document.problem((), "expected a mapping of keys (one metric per file)")
+        )
+    values = dict(entry)
+    model = values.pop("model", None)
+    if model is not None:
+        parts = model.split(".") if isinstance(model, str) else []
+        if len(parts) != 2:
+            raise MetricsConfigError(
+                f"{document.path}:{document.line(('model',))}: {label}: key 'model': "
+                f"{model!r} is not <schema>.<model>"
+            )
+        values["schema"], values["model"] = parts
+    return validate_entry(
+        document,
+        MetricSpec,
+        values,
+        (),
+        label,
+        MetricsConfigError,
+        # `schema` and `model` both come from the file's `model` key.
+        keys=lambda loc: ("model", *loc[1:]) if loc[:1] in {("schema",), ("model",)} else loc,
+        allowed=[key for key in MetricSpec.__pydantic_fields__ if key != "schema"],
     )

@@ -5,12 +5,13 @@ destination refused records, alerts through the notifier; refused records fail t
 `sync_has_no_failed_rows` check and are retried by the next run.
 """
 
+import functools
 from typing import TypeVar
 
 import dagster as dg
 
 from assets.sync.engine import SyncReport, run_sync
-from assets.sync.specs import SyncSpec
+from assets.sync.specs import SyncSpec, sync_specs
 from resources.destinations import SyncDestination
 from resources.notifications import Notifier
 from resources.warehouse import Warehouse
@@ -117,3 +118,15 @@ def build_sync_check(spec: SyncSpec) -> dg.AssetChecksDefinition:
         )
 
     return _check
+
+
+@functools.cache
+def sync_assets() -> tuple[dg.AssetsDefinition, ...]:
+    """One asset per declared sync (assets/sync/syncs/)."""
+    return tuple(build_sync_asset(spec) for spec in sync_specs())
+
+
+@functools.cache
+def sync_checks() -> tuple[dg.AssetChecksDefinition, ...]:
+    """The failed-rows check of every declared sync."""
+    return tuple(build_sync_check(spec) for spec in sync_specs())

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from assets.sync.delivery import Delivery, RateLimiter, deliver
 from assets.sync.diff import PlannedBatch, SyncStore, check_source_keys
 from assets.sync.specs import SyncSpec
 from resources.destinations import Batch, SyncDestination
-from resources.destinations.delivery import Delivery, RateLimiter, deliver
 from resources.warehouse import Warehouse
 
 Log = logging.Logger | dg.DagsterLogManager

@@ -2,27 +2,30 @@
 
 Analysts declare syncs in YAML under `assets/sync/syncs/` (one or more per file, under the key
 `syncs`); no Python is needed to add one. Every name in a spec ends up in SQL or a request, so
-each is validated when the files are loaded, and an error names the file, the sync, the key and
-the problem.
+each is validated when the files are loaded, and an error names the file, the line, the sync,
+the key and the problem (resources/config_files.py).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from assets.constants import BUSINESS_TIMEZONE
+from resources.config_files import StrictModel, entries, entry_label, read_yaml, validate_entry
 from resources.destinations import Operation
 from resources.identifiers import validate_identifier
+
+SYNCS_DIR = Path(__file__).with_name("syncs")
 
 # Columns the sync adds itself (state, plan and rejected-rows tables); a spec may not use them.
 RESERVED_COLUMNS = frozenset(
     {"_row_hash", "_synced_at", "_change", "_op", "_batch", "_reason", "_rejected_at", "_attempts"}
 )
-TIMEZONE = "Asia/Tokyo"  # Business schedules are Tokyo wall clock.
 
 Mode = Literal["upsert", "update", "insert", "mirror"]
 
@@ -40,10 +43,8 @@ def _mapping(value: Any) -> Any:
     return value
 
 
-class SyncSpec(BaseModel):
+class SyncSpec(StrictModel):
     """One reverse-ETL sync from a warehouse model to a destination table or object."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="Sync name: asset `sync/<name>`, state `sync_state.<name>`.")
     description: str = ""
@@ -73,7 +74,8 @@ class SyncSpec(BaseModel):
     concurrency: int = Field(default=1, ge=1, le=32, description="Calls in flight at once.")
     schedule: str | None = Field(
         default=None,
-        description=f"Cron ({TIMEZONE}): sync after each tick once the model has been updated.",
+        description=f"Cron ({BUSINESS_TIMEZONE}): sync after each tick once the model has been "
+        "updated.",
     )
     automation_condition: Literal["eager"] | None = Field(
         default=None, description="`eager`: sync whenever the model has been updated."
@@ -157,39 +159,20 @@ class SyncSpec(BaseModel):
 
     def dagster_automation_condition(self) -> dg.AutomationCondition | None:
         if self.schedule:
-            return dg.AutomationCondition.on_cron(self.schedule, TIMEZONE)
+            return dg.AutomationCondition.on_cron(self.schedule, BUSINESS_TIMEZONE)
         if self.automation_condition == "eager":
             return dg.AutomationCondition.eager()
         return None
 
 
-def _describe(error: dict[str, Any]) -> str:
-    location = ".".join(str(part) for part in error["loc"]) or "(entry)"
-    message = error["msg"].removeprefix("Value error, ")
-    if location == "(entry)" and message.startswith("key '"):
-        return message  # A cross-field problem already names its key.
-    return f"key {location!r}: {message}"
-
-
-def _load_file(path: Path) -> list[SyncSpec]:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SyncSpecError(f"{path}: cannot read sync specs: {exc}") from exc
-    if not isinstance(document, dict) or not isinstance(document.get("syncs"), list):
-        raise SyncSpecError(f"{path}: key 'syncs': expected a list of sync specs")
-    specs: list[SyncSpec] = []
-    for index, entry in enumerate(document["syncs"]):
-        label = f"sync #{index + 1}"
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            label = f"sync {entry['name']!r}"
-        if not isinstance(entry, dict):
-            raise SyncSpecError(f"{path}: {label}: expected a mapping, got {type(entry).__name__}")
-        try:
-            specs.append(SyncSpec.model_validate(entry))
-        except ValidationError as exc:
-            problems = "; ".join(_describe(error) for error in exc.errors())
-            raise SyncSpecError(f"{path}: {label}: {problems}") from None
+def _load_file(path: Path) -> list[tuple[SyncSpec, int]]:
+    """The file's syncs, each with the line its name is on."""
+    document = read_yaml(path, SyncSpecError)
+    specs = []
+    for location, entry in entries(document, "syncs", SyncSpecError):
+        label = entry_label("sync", entry, int(location[-1]))
+        spec = validate_entry(document, SyncSpec, entry, location, label, SyncSpecError)
+        specs.append((spec, document.line((*location, "name"))))
     return specs
 
 
@@ -199,12 +182,18 @@ def load_sync_specs(path: Path) -> list[SyncSpec]:
     specs: list[SyncSpec] = []
     defined_in: dict[str, Path] = {}
     for file in files:
-        for spec in _load_file(file):
+        for spec, line in _load_file(file):
             if spec.name in defined_in:
                 raise SyncSpecError(
-                    f"{file}: sync {spec.name!r}: key 'name': sync defined twice "
+                    f"{file}:{line}: sync {spec.name!r}: key 'name': sync defined twice "
                     f"(also in {defined_in[spec.name]})"
                 )
             defined_in[spec.name] = file
             specs.append(spec)
     return specs
+
+
+@functools.cache
+def sync_specs() -> tuple[SyncSpec, ...]:
+    """The syncs declared in assets/sync/syncs/, read once per process."""
+    return tuple(load_sync_specs(SYNCS_DIR))

@@ -8,7 +8,7 @@ import click
 
 from pipelines.generate import cleansing, files, partners, source_requests
 from pipelines.generate.csvfiles import MetadataError
-from resources.environment import REPO_ROOT
+from resources.settings import REPO_ROOT
 
 # Given before or after the subcommand; a subcommand's own value wins.
 _metadata_option = click.option(
@@ -192,7 +192,7 @@ def metadata_export(source: str, tables: str, output: Path) -> None:
     if source == "lake":
         import dagster as dg
 
-        from pipelines.environment import build_warehouse
+        from pipelines.resources_by_env import build_warehouse
 
         with dg.build_resources({"warehouse": build_warehouse()}) as resources:
             rows = export.lake_columns(resources.warehouse)

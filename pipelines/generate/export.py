@@ -2,7 +2,7 @@
 
 - `--source lake`: `information_schema.columns` of the warehouse's `lake` schema (DuckDB) or
   dataset (BigQuery): every lake table with its origin columns, as cleansing reads it;
-- `--source <shard>`: one catalog query on the shard (resources/shard_catalog.py); a logical
+- `--source <shard>`: one catalog query on the shard (assets/ingestion/shard_catalog.py); a logical
   table's columns are the union over its client tables in first-seen order, followed by the
   origin columns ingestion adds. The catalog query reports no nullability: `nullable` is empty.
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from assets.ingestion.origin import ORIGIN_SCHEMA
+from assets.ingestion.shard_catalog import discover_shard
 from resources.shards import ShardSource
 from resources.warehouse import Warehouse
 
@@ -58,7 +59,7 @@ def _type_name(data_type: pa.DataType) -> str:
 
 def shard_columns(shards: ShardSource, shard: str, logical_tables: Sequence[str]) -> list[Row]:
     with shards.connect(shard) as conn:
-        physical = conn.discover(logical_tables)
+        physical = discover_shard(conn, logical_tables)
     union: dict[str, dict[str, str]] = {name: {} for name in logical_tables}
     for table in physical:
         for column, declared in table.columns:

@@ -19,13 +19,15 @@ both versions one model name, which collides with the `[schema, name]` asset key
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-import yaml
+from pydantic import Field, field_validator
 
 from pipelines.generate.cleansing import Column, Model, build_models
-from pipelines.generate.csvfiles import Problems, read_csv
+from pipelines.generate.csvfiles import MetadataError, Problems, read_csv
 from pipelines.generate.render import header, template
-from resources.identifiers import InvalidIdentifierError, validate_identifier
+from resources.config_files import StrictModel, YamlFile, read_yaml, validate_entry
+from resources.identifiers import validate_identifier
 
 COMMAND = "partner"
 OUTPUT_ROOT = "models/marts/public"
@@ -44,33 +46,55 @@ class PartnerModel:
     filter_column: str
 
 
-def _config(path: Path, display: str, problems: Problems) -> dict:
-    """The company config with each value's position, for errors."""
-    if not path.exists():
-        problems.add(f"{display}:1:1", "file not found")
-        return {}
-    node = yaml.compose(path.read_text(encoding="utf-8"))
-    if not isinstance(node, yaml.MappingNode):
-        problems.add(f"{display}:1:1", "expected a mapping (company_id, name, ...)")
-        return {}
-    config = {}
-    for key, value in node.value:
-        where = f"{display}:{value.start_mark.line + 1}:{value.start_mark.column + 1}"
-        config[key.value] = (value.value if isinstance(value, yaml.ScalarNode) else None, where)
-    for name in ("company_id", "name", "filter_column"):
-        if name not in config:
-            problems.add(f"{display}:1:1", f"{name} is missing")
-    return config
+class PartnerConfigError(ValueError):
+    """A partner's config.yml that cannot be generated from."""
+
+
+class PartnerConfig(StrictModel):
+    """`metadata/partners/<id>/config.yml`."""
+
+    company_id: Annotated[int, Field(strict=True, gt=0)]
+    name: str = Field(description="Company name in the dataset name: public_<id>_<name>.")
+    description: str = ""
+    filter_column: str = Field(description="Column of every requested model holding the id.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validate_identifier(value, what="company name")
+
+    @field_validator("filter_column")
+    @classmethod
+    def _filter_column(cls, value: str) -> str:
+        return validate_identifier(value, what="filter column")
+
+
+def _config(metadata: Path, company: str) -> tuple[PartnerConfig, YamlFile]:
+    """The company's config; errors name file, line and key (as MetadataError)."""
+    shown = f"metadata/partners/{company}/config.yml"
+    path = metadata / "partners" / company / "config.yml"
+    try:
+        document = read_yaml(path, PartnerConfigError, shown_as=shown)
+        config = validate_entry(
+            document, PartnerConfig, document.data, (), None, PartnerConfigError
+        )
+        if str(config.company_id) != company:
+            raise PartnerConfigError(
+                f"{shown}:{document.line(('company_id',))}: key 'company_id': must be the "
+                f"folder's number {company!r}, not {config.company_id!r}"
+            )
+    except PartnerConfigError as exc:
+        raise MetadataError(str(exc).splitlines()) from None
+    return config, document
 
 
 def output_dir(metadata: Path, company: str) -> str | None:
     """The folder the company's marts are written to, if its config names it correctly."""
-    config = _config(metadata / "partners" / company / "config.yml", "", Problems())
     try:
-        name = validate_identifier(config["name"][0])
-        return f"{OUTPUT_ROOT}/public_{int(config['company_id'][0])}_{name}"
-    except (KeyError, TypeError, ValueError, InvalidIdentifierError):
+        config, _ = _config(metadata, company)
+    except MetadataError:
         return None
+    return f"{OUTPUT_ROOT}/public_{config.company_id}_{config.name}"
 
 
 def build_partner_models(metadata: Path, company: str) -> list[PartnerModel]:
@@ -78,24 +102,13 @@ def build_partner_models(metadata: Path, company: str) -> list[PartnerModel]:
     problems = Problems()
     folder = metadata / "partners" / company
     display = f"metadata/partners/{company}"
-    config = _config(folder / "config.yml", f"{display}/config.yml", problems)
+    config, document = _config(metadata, company)
     request = read_csv(
         folder / "request.csv", f"{display}/request.csv", ("version", "model", "column"), problems
     )
     problems.raise_if_any()
-
-    company_id_text, where = config["company_id"]
-    if not (company_id_text or "").isdigit() or company_id_text != company:
-        problems.add(
-            where, f"company_id must be the folder's number {company!r}, not {company_id_text!r}"
-        )
-    name, where = config["name"]
-    try:
-        validate_identifier(name or "", what="company name")
-    except InvalidIdentifierError as exc:
-        problems.add(where, str(exc))
-    filter_column, filter_where = config["filter_column"]
-    problems.raise_if_any()
+    name, filter_column = config.name, config.filter_column
+    filter_where = f"{display}/config.yml:{document.line(('filter_column',))}"
     schema = f"public_{company}_{name}"
 
     cleansing = {m.name: m for m in build_models(metadata) if not m.secret}

@@ -1,7 +1,8 @@
 """Reverse-ETL destinations: where synced warehouse rows are written.
 
-`SyncDestination.write(batch)` is the whole adapter interface (base.py); delivery.py adds the
-retries, rate limit and batch splitting every adapter shares.
+`SyncDestination.write(batch)` is the whole adapter interface (base.py); the SQL engines share
+one flow through SqlDestination (sql.py). The retries, rate limit and batch splitting every
+adapter gets are the sync engine's (assets/sync/delivery.py).
 """
 
 from resources.destinations.base import (

@@ -9,15 +9,13 @@ after a crash the same batch may arrive again with the same key.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import dagster as dg
 import pyarrow as pa
 from pydantic import Field
-
-from resources.identifiers import validate_identifier
 
 # upsert: insert or replace by key; update: only keys the destination has (others are refused);
 # insert: only keys it does not have (existing ones are left as they are); delete: remove keys.
@@ -81,7 +79,7 @@ class SyncDestination(dg.ConfigurableResource, ABC):
     """A system that receives synced rows, keyed by a primary key.
 
     Adapters implement `write`; retries, rate limits, concurrency and splitting are the sync
-    engine's (resources/destinations/delivery.py), tuned by the fields below.
+    engine's (assets/sync/delivery.py), tuned by the fields below.
     """
 
     max_attempts: int = Field(
@@ -106,30 +104,9 @@ class SyncDestination(dg.ConfigurableResource, ABC):
         """
 
 
-def quoted(name: str, *, what: str) -> str:
-    # Validated first, then quoted so that keywords such as `order` remain usable as columns.
-    return f'"{validate_identifier(name, what=what)}"'
-
-
 def check_keys(key_columns: Sequence[str], schema: pa.Schema) -> None:
     if not key_columns:
         raise ValueError("at least one key column is required")
     missing = [c for c in key_columns if c not in schema.names]
     if missing:
         raise ValueError(f"key columns {missing!r} are not in the batch columns {schema.names!r}")
-
-
-def column_definition(
-    field: pa.Field, sql_type: Callable[[pa.DataType, str], str], key_columns: Sequence[str]
-) -> str:
-    # NOT NULL on keys: SQLite would otherwise accept NULL in a non-INTEGER primary key.
-    not_null = " NOT NULL" if field.name in key_columns else ""
-    return f"{quoted(field.name, what='column')} {sql_type(field.type, field.name)}{not_null}"
-
-
-def rows_of(table: pa.Table) -> Iterator[tuple[Any, ...]]:
-    return zip(*(column.to_pylist() for column in table.columns), strict=True)
-
-
-def missing_key_reason(batch: Batch) -> str:
-    return f"no record with this key in {batch.table}: mode update never creates records"

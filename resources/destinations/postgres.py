@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import urllib.parse
-from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -16,38 +15,13 @@ from resources.destinations.base import (
     BatchRejectedError,
     DestinationConnectionError,
     Rejection,
-    SyncDestination,
     TransientDestinationError,
     check_keys,
-    column_definition,
-    missing_key_reason,
-    quoted,
-    rows_of,
 )
+from resources.destinations.sql import SqlDestination, SqlNames, quoted, rows_of
 
-
-def _postgres_type(arrow_type: pa.DataType, column: str) -> str:
-    if pa.types.is_boolean(arrow_type):
-        return "BOOLEAN"
-    if pa.types.is_uint64(arrow_type):
-        return "NUMERIC(20, 0)"  # Does not fit BIGINT.
-    if pa.types.is_integer(arrow_type):
-        return "BIGINT"
-    if pa.types.is_floating(arrow_type):
-        return "DOUBLE PRECISION"
-    if pa.types.is_decimal(arrow_type):
-        return f"NUMERIC({arrow_type.precision}, {arrow_type.scale})"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "TEXT"
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return "BYTEA"
-    if pa.types.is_timestamp(arrow_type):
-        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
-    if pa.types.is_date(arrow_type):
-        return "DATE"
-    if pa.types.is_time(arrow_type):
-        return "TIME"
-    raise TypeError(f"column {column!r}: Arrow type {arrow_type} has no PostgreSQL mapping")
+# Temporary table a batch is COPYed into before the merge; dropped at commit.
+STAGED = "_sync_batch"
 
 
 def _password(url: str) -> str | None:
@@ -76,7 +50,12 @@ def _copy(conn: Any, temp_table: str, columns: str, rows: pa.Table) -> None:
             copy.write(buffer.getbuffer())
 
 
-class PostgresDestination(SyncDestination):
+def _matches(names: SqlNames) -> str:
+    # The merge statements join the target (t) and the staged batch (b) on the key.
+    return " AND ".join(f"t.{k} = b.{k}" for k in names.keys)
+
+
+class PostgresDestination(SqlDestination):
     """A PostgreSQL database.
 
     A batch is COPYed into a temporary table and merged with one `INSERT ... ON CONFLICT`
@@ -94,12 +73,48 @@ class PostgresDestination(SyncDestination):
     )
     connect_timeout_s: int = Field(default=10, description="Connection timeout in seconds.")
 
+    # A sync's senders write concurrently: another transaction may have created the table or
+    # added the column since this one looked.
+    IF_NOT_EXISTS = " IF NOT EXISTS"
+
     @property
     def kind(self) -> str:
         return "postgres"
 
+    @staticmethod
+    def _sql_type(arrow_type: pa.DataType, column: str) -> str:
+        if pa.types.is_boolean(arrow_type):
+            return "BOOLEAN"
+        if pa.types.is_uint64(arrow_type):
+            return "NUMERIC(20, 0)"  # Does not fit BIGINT.
+        if pa.types.is_integer(arrow_type):
+            return "BIGINT"
+        if pa.types.is_floating(arrow_type):
+            return "DOUBLE PRECISION"
+        if pa.types.is_decimal(arrow_type):
+            return f"NUMERIC({arrow_type.precision}, {arrow_type.scale})"
+        if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+            return "TEXT"
+        if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+            return "BYTEA"
+        if pa.types.is_timestamp(arrow_type):
+            return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+        if pa.types.is_date(arrow_type):
+            return "DATE"
+        if pa.types.is_time(arrow_type):
+            return "TIME"
+        raise TypeError(f"column {column!r}: Arrow type {arrow_type} has no PostgreSQL mapping")
+
     def _target(self, table: str) -> str:
         return f"{quoted(self.schema_name, what='schema')}.{quoted(table, what='table')}"
+
+    def _columns(self, conn: Any, table: str) -> set[str]:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s",
+            (self.schema_name, table),
+        ).fetchall()
+        return {name for (name,) in rows}
 
     def _connect(self) -> Any:
         import psycopg
@@ -118,30 +133,6 @@ class PostgresDestination(SyncDestination):
         # arguments may carry the URL, is not chained into logs.
         raise DestinationConnectionError(f"cannot connect to PostgreSQL: {message}")
 
-    def _ensure_table(
-        self, conn: Any, table: str, key_columns: Sequence[str], schema: pa.Schema
-    ) -> None:
-        target = self._target(table)
-        existing = self._columns(conn, table)
-        columns = [column_definition(f, _postgres_type, key_columns) for f in schema]
-        if not existing:
-            keys = ", ".join(quoted(c, what="key column") for c in key_columns)
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {target} ({', '.join(columns)}, PRIMARY KEY ({keys}))"
-            )
-            return
-        for field, definition in zip(schema, columns, strict=True):
-            if field.name not in existing:
-                conn.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {definition}")
-
-    def _columns(self, conn: Any, table: str) -> set[str]:
-        rows = conn.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = %s AND table_name = %s",
-            (self.schema_name, table),
-        ).fetchall()
-        return {name for (name,) in rows}
-
     def write(self, batch: Batch) -> list[Rejection]:
         import psycopg
 
@@ -154,63 +145,41 @@ class PostgresDestination(SyncDestination):
         except psycopg.OperationalError as exc:
             raise TransientDestinationError(f"PostgreSQL: {exc}") from exc
 
-    def _apply(self, conn: Any, batch: Batch) -> list[Rejection]:
-        target = self._target(batch.table)
-        rows = batch.rows
-        if batch.operation == "delete":
-            rows = rows.select(list(batch.key_columns))
-        quoted_columns = [quoted(name, what="column") for name in rows.schema.names]
-        columns = ", ".join(quoted_columns)
-        keys = [quoted(c, what="key column") for c in batch.key_columns]
-        matches = " AND ".join(f"t.{k} = b.{k}" for k in keys)
-        if batch.operation in ("update", "delete") and not self._columns(conn, batch.table):
-            # Nothing was ever written: nothing to delete, and no record an update could change.
-            if batch.operation == "delete":
-                return []
-            return [Rejection(i, missing_key_reason(batch)) for i in range(batch.num_rows)]
-        if batch.operation != "delete":
-            self._ensure_table(conn, batch.table, batch.key_columns, rows.schema)
+    def _stage(self, conn: Any, names: SqlNames, rows: pa.Table) -> None:
         # The target's own column types, so COPY's text values parse exactly as the merge will
         # store them.
+        columns = ", ".join(names.columns)
         conn.execute(
-            f"CREATE TEMP TABLE _sync_batch ON COMMIT DROP AS "
-            f"SELECT {columns} FROM {target} WITH NO DATA"
+            f"CREATE TEMP TABLE {STAGED} ON COMMIT DROP AS "
+            f"SELECT {columns} FROM {names.target} WITH NO DATA"
         )
-        _copy(conn, "_sync_batch", columns, rows)
-        if batch.operation == "delete":
-            conn.execute(f"DELETE FROM {target} AS t USING _sync_batch AS b WHERE {matches}")
-            return []
-        values = [c for c in quoted_columns if c not in keys]
-        if batch.operation == "update":
-            return self._update(conn, batch, target, keys, values, matches)
-        conflict = (
-            f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in values)}"
-            if values and batch.operation == "upsert"
-            else "DO NOTHING"
-        )
-        conn.execute(
-            f"INSERT INTO {target} ({columns}) SELECT {columns} FROM _sync_batch "
-            f"ON CONFLICT ({', '.join(keys)}) {conflict}"
-        )
-        return []
+        _copy(conn, STAGED, columns, rows)
 
-    @staticmethod
-    def _update(
-        conn: Any, batch: Batch, target: str, keys: list[str], values: list[str], matches: str
-    ) -> list[Rejection]:
-        if not values:
-            raise ValueError("mode update needs at least one column besides the key")
+    def _delete(self, conn: Any, names: SqlNames, keys: pa.Table) -> None:
+        self._stage(conn, names, keys)
+        conn.execute(f"DELETE FROM {names.target} AS t USING {STAGED} AS b WHERE {_matches(names)}")
+
+    def _insert(self, conn: Any, names: SqlNames, rows: pa.Table, on_conflict: str) -> None:
+        self._stage(conn, names, rows)
+        columns = ", ".join(names.columns)
+        conn.execute(
+            f"INSERT INTO {names.target} ({columns}) SELECT {columns} FROM {STAGED} {on_conflict}"
+        )
+
+    def _update_rows(self, conn: Any, batch: Batch, names: SqlNames) -> list[int]:
+        self._stage(conn, names, batch.rows)
+        matches = _matches(names)
         missing = conn.execute(
-            f"SELECT {', '.join(f'b.{k}' for k in keys)} FROM _sync_batch AS b "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {matches})"
+            f"SELECT {', '.join(f'b.{k}' for k in names.keys)} FROM {STAGED} AS b "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {names.target} AS t WHERE {matches})"
         ).fetchall()
         conn.execute(
-            f"UPDATE {target} AS t SET {', '.join(f'{c} = b.{c}' for c in values)} "
-            f"FROM _sync_batch AS b WHERE {matches}"
+            f"UPDATE {names.target} AS t SET {', '.join(f'{c} = b.{c}' for c in names.values)} "
+            f"FROM {STAGED} AS b WHERE {matches}"
         )
         if not missing:
             return []
         index = {
             key: i for i, key in enumerate(rows_of(batch.rows.select(list(batch.key_columns))))
         }
-        return [Rejection(index[tuple(key)], missing_key_reason(batch)) for key in missing]
+        return [index[tuple(key)] for key in missing]

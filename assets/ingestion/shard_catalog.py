@@ -5,6 +5,8 @@ minutes, reading the catalog once costs well under a second. Physical tables are
 logical lake tables by name: `<logical>_<client_id>`.
 """
 
+from __future__ import annotations
+
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -12,7 +14,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from assets.ingestion.mysql_types import unionable
 from resources.identifiers import validate_identifier
+from resources.shards import ShardConnection
 
 
 class SchemaDriftError(ValueError):
@@ -55,8 +59,23 @@ def catalog_query(dialect: str) -> str:
     return _SQLITE_CATALOG if dialect == "sqlite" else _MYSQL_CATALOG
 
 
+def discover_shard(shard: ShardConnection, logical_tables: Sequence[str]) -> list[PhysicalTable]:
+    """Every client table of the given logical tables on the shard: one catalog query."""
+    if shard.dialect == "sqlite":
+        return discover(shard.connection, logical_tables)
+    # ~12 catalog rows per client table: 1.4 million on a shard of the seed platform, read
+    # as Arrow (measured: pymysql spent 4 s in Python on 60,000 rows).
+    import connectorx
+
+    catalog = connectorx.read_sql(
+        shard.connectorx_url(), catalog_query("mysql"), return_type="arrow"
+    )
+    rows = zip(*(column.to_pylist() for column in catalog.columns), strict=True)
+    return physical_tables(rows, logical_tables)
+
+
 def discover(conn: sa.Connection, logical_tables: Sequence[str]) -> list[PhysicalTable]:
-    """Every client table of the given logical tables with its columns: one catalog query."""
+    """Every client table of the given logical tables, through SQLAlchemy: one catalog query."""
     rows = conn.exec_driver_sql(catalog_query(conn.dialect.name))
     return physical_tables(rows, logical_tables)  # type: ignore[arg-type]
 
@@ -87,31 +106,11 @@ def physical_tables(
     return sorted(found, key=lambda t: (t.logical, int(t.client_id)))
 
 
-# Type families that a text lake can union without losing meaning. Within a family a type may
-# widen between clients (INT -> BIGINT, VARCHAR(50) -> TEXT); across families it may not.
-_FAMILIES = {
-    "integer": ("int", "integer", "bigint", "smallint", "tinyint", "mediumint", "bit"),
-    "number": ("decimal", "numeric", "float", "double", "real"),
-    "text": ("char", "varchar", "text", "tinytext", "mediumtext", "longtext", "enum", "set", ""),
-    "temporal": ("datetime", "timestamp", "date", "time", "year"),
-    "binary": ("binary", "varbinary", "blob", "tinyblob", "mediumblob", "longblob"),
-}
-_COMPATIBLE = {frozenset({"integer", "number"}), frozenset({"text", "temporal"})}
-
-
-def type_family(declared: str) -> str:
-    base = declared.split("(")[0].strip()
-    for family, names in _FAMILIES.items():
-        if base in names:
-            return family
-    return base  # unknown types only reconcile with themselves
-
-
 def check_drift(shard: str, tables: Iterable[PhysicalTable]) -> dict[str, object]:
     """Describe column drift across client tables; raise if two types cannot be unioned.
 
-    Columns missing from some tables are fine (their rows read NULL). SQLite's text dates and
-    MySQL's DATETIMEs both arrive as text, so text and temporal reconcile too.
+    Columns missing from some tables are fine (their rows read NULL); a type may widen between
+    clients within what `mysql_types.unionable` allows (INT -> BIGINT, VARCHAR(50) -> TEXT).
     """
     first_seen: dict[str, tuple[str, str]] = {}  # column -> (table, declared type)
     present: dict[str, int] = defaultdict(int)
@@ -127,8 +126,7 @@ def check_drift(shard: str, tables: Iterable[PhysicalTable]) -> dict[str, object
             other_table, other_type = first_seen[column]
             if declared == other_type:
                 continue
-            families = frozenset({type_family(declared), type_family(other_type)})
-            if len(families) > 1 and families not in _COMPATIBLE:
+            if not unionable(declared, other_type):
                 raise SchemaDriftError(
                     f"shard {shard}: column {column!r} is {other_type} in {other_table} but "
                     f"{declared} in {table.name}; these types cannot be unioned"

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from resources.destinations.base import (
+from resources.destinations import (
     Batch,
     BatchRejectedError,
     Rejection,

@@ -1,0 +1,80 @@
+"""Settings: what the environment variables say, with the embedded default where they are unset.
+
+Pure functions of the environment (`os.environ` unless another mapping is given): they read,
+never write. Production sets variables; a fresh checkout sets none and runs on local files under
+`data/`. dbt reads the same variables in `dbt_project/profiles.yml`, whose `env_var` defaults
+say the same thing in Jinja (tests/test_settings.py renders the profile to prove they agree).
+
+| variable                 | embedded default            | production             |
+| `MINATO_DATA_DIR`        | `<repo>/data`               | (unused)               |
+| `MINATO_WAREHOUSE`       | `duckdb`                    | `bigquery`             |
+| `MINATO_DUCKDB_PATH`     | `<data>/warehouse.duckdb`   | —                      |
+| `MINATO_SHARDS_FILE`     | `<repo>/shards.yaml`        | your shards file       |
+| `MINATO_LANDING`         | `local`                     | `s3`                   |
+| `MINATO_LANDING_DIR`     | `<data>/landing`            | —                      |
+| `MINATO_CRM_DESTINATION` | `sqlite`                    | `postgres`             |
+| `MINATO_CRM_SQLITE_PATH` | `<data>/crm.sqlite`         | —                      |
+| `MINATO_PARTITIONS_START`| `2025-01-01`                | first day of history   |
+
+The README lists every variable, production-only ones included.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+Environment = Mapping[str, str]
+
+
+def _env(env: Environment | None) -> Environment:
+    return os.environ if env is None else env
+
+
+def data_dir(env: Environment | None = None) -> Path:
+    """Where the embedded default keeps its files (relative paths: from the repository)."""
+    return REPO_ROOT / _env(env).get("MINATO_DATA_DIR", "data")
+
+
+def embedded_defaults(env: Environment | None = None) -> dict[str, str]:
+    """The value every defaulted variable takes when it is unset."""
+    data = data_dir(env)
+    return {
+        "MINATO_DATA_DIR": str(data),
+        "MINATO_WAREHOUSE": "duckdb",
+        "MINATO_DUCKDB_PATH": str(data / "warehouse.duckdb"),
+        "MINATO_SHARDS_FILE": str(REPO_ROOT / "shards.yaml"),
+        "MINATO_LANDING": "local",
+        "MINATO_LANDING_DIR": str(data / "landing"),
+        "MINATO_CRM_DESTINATION": "sqlite",
+        "MINATO_CRM_SQLITE_PATH": str(data / "crm.sqlite"),
+        "MINATO_PARTITIONS_START": "2025-01-01",
+    }
+
+
+def effective(env: Environment | None = None) -> dict[str, str]:
+    """The environment as Minato sees it: defaults, overridden by what is set."""
+    env = _env(env)
+    return {**embedded_defaults(env), **env}
+
+
+def setting(name: str, env: Environment | None = None) -> str | None:
+    """One variable's value, its embedded default, or None."""
+    return effective(env).get(name)
+
+
+def warehouse_kind(env: Environment | None = None) -> str:
+    """`duckdb` | `bigquery`: also the dbt target and the anomaly engine."""
+    return effective(env)["MINATO_WAREHOUSE"]
+
+
+def shards_file(env: Environment | None = None) -> Path:
+    return Path(effective(env)["MINATO_SHARDS_FILE"])
+
+
+def partitions_start(env: Environment | None = None) -> str:
+    return effective(env)["MINATO_PARTITIONS_START"]
