@@ -7,6 +7,7 @@ import duckdb
 
 from assets.dbt_models.project import dbt_project
 from assets.ingestion.shard_tables import shard_table_assets
+from assets.partitions import partition_range_tags
 from pipelines import demo
 from pipelines.definitions import defs
 
@@ -57,9 +58,12 @@ def test_failing_error_test_blocks_downstream(seeded_demo, minato_env, instance)
     for selection, tags in (
         (
             dg.AssetSelection.assets(*shard_table_assets()),
-            demo._range_tags(f"{day}|{first_shard}", f"{day}|{last_shard}"),
+            partition_range_tags(f"{day}|{first_shard}", f"{day}|{last_shard}"),
         ),
-        (dg.AssetSelection.keys("lake/search_console_pages"), demo._range_tags(str(day), str(day))),
+        (
+            dg.AssetSelection.keys("lake/search_console_pages"),
+            partition_range_tags(str(day), str(day)),
+        ),
         (dg.AssetSelection.keys("lake/crm_contacts"), {}),
     ):
         assert demo._materialize(instance, selection, tags).success

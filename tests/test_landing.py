@@ -16,7 +16,7 @@ import pytest
 from dagster_aws.s3 import S3Resource
 from moto.server import ThreadedMotoServer
 
-from assets.ingestion.landing_files import crm_contacts, search_console_pages
+from assets.ingestion.landing_files import build_crm_contacts, build_search_console_pages
 from pipelines.sensors import landing_sensor
 from resources.landing import LandingStore, LocalLandingStore, S3LandingStore
 from resources.warehouse import DuckDBWarehouse
@@ -24,6 +24,8 @@ from resources.warehouse import DuckDBWarehouse
 SEARCH_CONSOLE_CSV = (
     b"date,page,clicks,impressions,ctr,position\n2026-01-01,/pricing,10,200,0.05,3.1\n"
 )
+search_console_pages = build_search_console_pages()
+crm_contacts = build_crm_contacts()
 CRM_CSV = b"contact_id,email,updated_at\nCRM-000001,sato@example.jp,2026-01-02T14:00:00Z\n"
 
 
