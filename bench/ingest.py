@@ -176,6 +176,7 @@ def worker_minato(job: dict[str, Any]) -> dict[str, Any]:
 
     import assets
     from assets.ingestion import shard_tables
+    from assets.partitions import partition_range_tags
     from resources.shards import ShardSource
     from resources.warehouse import DuckDBWarehouse
 
@@ -190,10 +191,7 @@ def worker_minato(job: dict[str, Any]) -> dict[str, Any]:
     if len(keys) == 1:
         kwargs["partition_key"] = keys[0]
     else:  # one run over the range, as a backfill of the day runs (single_run policy)
-        kwargs["tags"] = {
-            "dagster/asset_partition_range_start": keys[0],
-            "dagster/asset_partition_range_end": keys[-1],
-        }
+        kwargs["tags"] = partition_range_tags(keys[0], keys[-1])
     resources = {
         "shards": ShardSource(shards_file=job["shards_file"]),
         "warehouse": DuckDBWarehouse(path=job["duckdb_path"]),

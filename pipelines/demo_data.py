@@ -30,7 +30,9 @@ from zoneinfo import ZoneInfo
 import holidays
 import sqlalchemy as sa
 
-JST = ZoneInfo("Asia/Tokyo")
+from assets.constants import BUSINESS_TIMEZONE
+
+JST = ZoneInfo(BUSINESS_TIMEZONE)
 UTC = ZoneInfo("UTC")
 
 SHARD_TIMEZONES = {

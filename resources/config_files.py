@@ -12,16 +12,24 @@ keeps its error type while all of them read alike.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from resources.identifiers import validate_identifier
 
 T = TypeVar("T")
 Location = tuple[str | int, ...]
+
+
+def identifier(what: str) -> AfterValidator:
+    """`Annotated[str, identifier("shard name")]`: a name that will reach SQL, checked."""
+    return AfterValidator(functools.partial(validate_identifier, what=what))
 
 
 class StrictModel(BaseModel):

@@ -31,15 +31,13 @@ class LandingStore(dg.ConfigurableResource, ABC):
 
 
 class LocalLandingStore(LandingStore):
-    root: str | None = Field(
-        default=None,
-        description="Folder that exports are dropped into; unset: MINATO_LANDING_DIR's "
-        "embedded default (resources/settings.py).",
+    root: str | None = settings.path_field(
+        "Folder that exports are dropped into", "MINATO_LANDING_DIR"
     )
 
     @property
     def root_dir(self) -> Path:
-        return Path(self.root or settings.setting("MINATO_LANDING_DIR") or "")
+        return settings.setting_path(self.root, "MINATO_LANDING_DIR")
 
     def list_files(self, prefix: str) -> list[LandedFile]:
         base = self.root_dir

@@ -24,6 +24,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -67,13 +70,27 @@ def setting(name: str, env: Environment | None = None) -> str | None:
     return effective(env).get(name)
 
 
+def setting_path(value: str | None, variable: str, env: Environment | None = None) -> Path:
+    """A resource's configured path, or else `variable`'s value or embedded default."""
+    return Path(value) if value else Path(effective(env)[variable])
+
+
+def path_field(what: str, variable: str) -> Any:
+    """A resource field for a path that may be left unset: the resource then reads
+    `setting_path(None, variable)` when it is used, i.e. in the run's environment."""
+    return Field(
+        default=None,
+        description=f"{what}; unset: {variable}, or its embedded default (resources/settings.py).",
+    )
+
+
 def warehouse_kind(env: Environment | None = None) -> str:
     """`duckdb` | `bigquery`: also the dbt target and the anomaly engine."""
     return effective(env)["MINATO_WAREHOUSE"]
 
 
 def shards_file(env: Environment | None = None) -> Path:
-    return Path(effective(env)["MINATO_SHARDS_FILE"])
+    return setting_path(None, "MINATO_SHARDS_FILE", env)
 
 
 def partitions_start(env: Environment | None = None) -> str:

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -28,8 +29,14 @@ import sqlalchemy as sa
 from pydantic import Field, field_validator
 
 from resources import settings
-from resources.config_files import StrictModel, entries, entry_label, read_yaml, validate_entry
-from resources.identifiers import validate_identifier
+from resources.config_files import (
+    StrictModel,
+    entries,
+    entry_label,
+    identifier,
+    read_yaml,
+    validate_entry,
+)
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -41,7 +48,9 @@ class ShardConfigError(ValueError):
 class ShardSpec(StrictModel):
     """One entry of the shards file."""
 
-    name: str = Field(description="Shard name: a partition of every shard-ingested table.")
+    name: Annotated[str, identifier("shard name")] = Field(
+        description="Shard name: a partition of every shard-ingested table."
+    )
     url_template: str = Field(
         alias="url", description="SQLAlchemy URL; `${NAME}` is read from the environment."
     )
@@ -49,11 +58,6 @@ class ShardSpec(StrictModel):
         default=None,
         description="The zone the shard writes DATETIMEs in; unset (MySQL only): the server's.",
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return validate_identifier(value, what="shard name")
 
     @field_validator("timezone")
     @classmethod
@@ -169,15 +173,13 @@ class ShardConnection:
 class ShardSource(dg.ConfigurableResource):
     """The sharded order-management databases."""
 
-    shards_file: str | None = Field(
-        default=None,
-        description="YAML file listing shards (name, url, timezone); unset: "
-        "MINATO_SHARDS_FILE's embedded default (resources/settings.py).",
+    shards_file: str | None = settings.path_field(
+        "YAML file listing shards (name, url, timezone)", "MINATO_SHARDS_FILE"
     )
 
     @property
     def shards_path(self) -> Path:
-        return Path(self.shards_file) if self.shards_file else settings.shards_file()
+        return settings.setting_path(self.shards_file, "MINATO_SHARDS_FILE")
 
     def specs(self) -> list[ShardSpec]:
         return load_shard_specs(self.shards_path)

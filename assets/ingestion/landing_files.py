@@ -240,5 +240,6 @@ def build_crm_contacts() -> dg.AssetsDefinition:
 
 
 @functools.cache
-def landing_file_assets() -> list[dg.AssetsDefinition]:
-    return [build_search_console_pages(), build_crm_contacts()]
+def landing_file_assets() -> tuple[dg.AssetsDefinition, ...]:
+    """The SaaS-export lake tables."""
+    return (build_search_console_pages(), build_crm_contacts())

@@ -95,6 +95,6 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
 
 
 @functools.cache
-def shard_table_assets() -> list[dg.AssetsDefinition]:
+def shard_table_assets() -> tuple[dg.AssetsDefinition, ...]:
     """One asset per logical lake table of the shards."""
-    return [build_shard_table_asset(table) for table in SHARD_LAKE_TABLES]
+    return tuple(build_shard_table_asset(table) for table in SHARD_LAKE_TABLES)

@@ -414,12 +414,12 @@ def _latest_day_check(spec: MetricSpec) -> dg.AssetChecksDefinition:
 
 
 @functools.cache
-def anomaly_assets() -> list[dg.AssetsDefinition]:
+def anomaly_assets() -> tuple[dg.AssetsDefinition, ...]:
     """The anomalies asset over the repository's metrics."""
-    return [build_anomalies_asset(metric_specs())]
+    return (build_anomalies_asset(metric_specs()),)
 
 
 @functools.cache
-def anomaly_checks() -> list[dg.AssetChecksDefinition]:
+def anomaly_checks() -> tuple[dg.AssetChecksDefinition, ...]:
     """One check per metric of the repository, on the metric's model."""
-    return build_anomaly_checks(metric_specs())
+    return tuple(build_anomaly_checks(metric_specs()))

@@ -31,7 +31,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from pipelines.generate.csvfiles import CsvFile, Problems, Record, collector_paused, read_csv
+from assets.gc_pause import collector_paused
+from pipelines.generate.csvfiles import CsvFile, Problems, Record, read_csv
 from pipelines.generate.render import TEMPLATES, header, one_line, template, yaml_text
 
 COMMAND = "cleansing"

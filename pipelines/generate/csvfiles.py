@@ -5,9 +5,7 @@ number, and a position is only formatted when something is wrong.
 """
 
 import csv
-import gc
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,20 +14,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from resources.identifiers import InvalidIdentifierError, validate_identifier
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Reading metadata creates millions of small long-lived objects; the cyclic collector
-    would rescan them again and again (3x the run time at 100,000 tables). None of them
-    form cycles worth collecting, so it is paused for the duration."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class MetadataError(ValueError):

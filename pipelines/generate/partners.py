@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from pipelines.generate.cleansing import Column, Model, build_models
 from pipelines.generate.csvfiles import MetadataError, Problems, read_csv
 from pipelines.generate.render import header, template
-from resources.config_files import StrictModel, YamlFile, read_yaml, validate_entry
-from resources.identifiers import validate_identifier
+from resources.config_files import StrictModel, YamlFile, identifier, read_yaml, validate_entry
 
 COMMAND = "partner"
 OUTPUT_ROOT = "models/marts/public"
@@ -54,19 +53,13 @@ class PartnerConfig(StrictModel):
     """`metadata/partners/<id>/config.yml`."""
 
     company_id: Annotated[int, Field(strict=True, gt=0)]
-    name: str = Field(description="Company name in the dataset name: public_<id>_<name>.")
+    name: Annotated[str, identifier("company name")] = Field(
+        description="Company name in the dataset name: public_<id>_<name>."
+    )
     description: str = ""
-    filter_column: str = Field(description="Column of every requested model holding the id.")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return validate_identifier(value, what="company name")
-
-    @field_validator("filter_column")
-    @classmethod
-    def _filter_column(cls, value: str) -> str:
-        return validate_identifier(value, what="filter column")
+    filter_column: Annotated[str, identifier("filter column")] = Field(
+        description="Column of every requested model holding the company's id."
+    )
 
 
 def _config(metadata: Path, company: str) -> tuple[PartnerConfig, YamlFile]:

@@ -45,15 +45,14 @@ def _by_key(names: SqlNames) -> str:
 class SQLiteDestination(SqlDestination):
     """A SQLite file. Each batch is one `BEGIN IMMEDIATE` transaction."""
 
-    path: str | None = Field(
-        default=None,
-        description="Path of the SQLite database file; unset: MINATO_CRM_SQLITE_PATH's embedded "
-        "default (resources/settings.py).",
+    path: str | None = settings.path_field(
+        "Path of the SQLite database file", "MINATO_CRM_SQLITE_PATH"
     )
 
     @property
     def database_path(self) -> Path:
-        return Path(self.path or settings.setting("MINATO_CRM_SQLITE_PATH") or "")
+        return settings.setting_path(self.path, "MINATO_CRM_SQLITE_PATH")
+
     timeout_s: float = Field(
         default=30.0, description="How long to wait for another writer to release the file."
     )

@@ -22,11 +22,7 @@ from resources.warehouse.sql import partition_predicate, sql_literal
 class DuckDBWarehouse(Warehouse):
     """A DuckDB file. dbt-duckdb and Dagster share it, one writer at a time."""
 
-    path: str | None = Field(
-        default=None,
-        description="Path of the DuckDB database file; unset: MINATO_DUCKDB_PATH's embedded "
-        "default, read when the file is opened (resources/settings.py).",
-    )
+    path: str | None = settings.path_field("Path of the DuckDB database file", "MINATO_DUCKDB_PATH")
     write_memory_limit: str = Field(
         default="512MB",
         description="DuckDB's memory limit while a write replaces partitions; beyond it DuckDB "
@@ -44,7 +40,7 @@ class DuckDBWarehouse(Warehouse):
 
     @property
     def database_path(self) -> Path:
-        return Path(self.path or settings.setting("MINATO_DUCKDB_PATH") or "")
+        return settings.setting_path(self.path, "MINATO_DUCKDB_PATH")
 
     @property
     def catalog(self) -> str:
