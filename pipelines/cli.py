@@ -113,10 +113,36 @@ def ingest(days: tuple[str, ...], shard_names: tuple[str, ...]) -> None:
                     instance=instance, partition_key=key, raise_on_error=False
                 )
                 click.echo(f"{key}: {'ok' if result.success else 'FAILED'}")
+                for line in _ingest_report(result):
+                    click.echo(f"  {line}")
                 if not result.success:
                     failed.append(str(key))
     if failed:
         raise click.ClickException(f"failed partitions: {', '.join(failed)}")
+
+
+def _ingest_report(result: dg.ExecuteInProcessResult) -> list[str]:
+    """What each lake table's run found and loaded, or why it failed."""
+    from assets.ingestion.shard_tables import DISCOVERY_METADATA
+
+    lines = []
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        discovery = metadata[DISCOVERY_METADATA].value if DISCOVERY_METADATA in metadata else {}
+        for shard, found in discovery.items():  # type: ignore[union-attr]
+            lines.append(
+                f"{event.asset_key.to_user_string()} [{shard}]: "
+                f"{found['tables_matched']} tables read, "
+                f"{found['tables_ignored_count']} ignored {found['tables_ignored']}, "
+                f"{found['columns_renamed_count']} columns renamed {found['columns_renamed']}; "
+                f"{metadata['loaded_rows'].value} rows loaded, "
+                f"{metadata['quarantined_rows'].value} quarantined"
+            )
+    for failure in result.get_step_failure_events():
+        error = failure.step_failure_data.user_failure_data
+        cause = error.description if error else failure.step_failure_data.error.message
+        lines.append(f"{failure.step_key} failed: {str(cause).strip()}")
+    return lines
 
 
 @main.group()

@@ -136,30 +136,32 @@ def test_replace_partitions_atomically_sends_one_script(fake_client: FakeBigQuer
     assert staging[1].startswith(f"{PROJECT}.prod_lake._staging_quarantine_")
     assert len(set(staging)) == 2
     orders, quarantine = (f"`{PROJECT}.prod_lake.orders`", f"`{PROJECT}.prod_lake.quarantine`")
+    # Column names are quoted: a client's column may be called `order` or `select`.
+    orders_columns = "`order_id`, `ordered_at`, `_business_day`, `_shard`, `_loaded_at`"
+    quarantine_columns = "`logical_table`, `_business_day`, `_shard`, `reason`"
     expected = "\n".join(
         [
             # DDL cannot run inside a BigQuery transaction: create and alter the targets first.
             f"CREATE TABLE IF NOT EXISTS {orders} LIKE `{staging[0]}`;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS order_id STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS ordered_at STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _business_day DATE;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _shard STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _loaded_at TIMESTAMP;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `order_id` STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `ordered_at` STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_business_day` DATE;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_shard` STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_loaded_at` TIMESTAMP;",
             f"CREATE TABLE IF NOT EXISTS {quarantine} LIKE `{staging[1]}`;",
-            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS logical_table STRING;",
-            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS _business_day DATE;",
-            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS _shard STRING;",
-            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS reason STRING;",
+            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS `logical_table` STRING;",
+            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS `_business_day` DATE;",
+            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS `_shard` STRING;",
+            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS `reason` STRING;",
             "BEGIN TRANSACTION;",
             f"DELETE FROM {orders} WHERE (_business_day = '2026-01-02' AND _shard = 'shard_01') "
             "OR (_business_day = '2026-01-03' AND _shard = 'shard_01');",
-            f"INSERT INTO {orders} (order_id, ordered_at, _business_day, _shard, _loaded_at) "
-            f"SELECT order_id, ordered_at, _business_day, _shard, _loaded_at FROM `{staging[0]}`;",
+            f"INSERT INTO {orders} ({orders_columns}) SELECT {orders_columns} FROM `{staging[0]}`;",
             f"DELETE FROM {quarantine} WHERE (logical_table = 'orders' AND _business_day = "
             "'2026-01-02' AND _shard = 'shard_01') OR (logical_table = 'orders' AND "
             "_business_day = '2026-01-03' AND _shard IS NULL);",
-            f"INSERT INTO {quarantine} (logical_table, _business_day, _shard, reason) "
-            f"SELECT logical_table, _business_day, _shard, reason FROM `{staging[1]}`;",
+            f"INSERT INTO {quarantine} ({quarantine_columns}) SELECT {quarantine_columns} "
+            f"FROM `{staging[1]}`;",
             "COMMIT TRANSACTION;",
         ]
     )
@@ -229,17 +231,19 @@ def test_a_column_new_in_the_data_is_added_before_the_transaction(
     staging = load["destination"]
     [query] = fake_client.queries
     orders = f"`{PROJECT}.prod_lake.orders`"
-    columns = "order_id, ordered_at, _business_day, _shard, _loaded_at, coupon, discount"
+    columns = (
+        "`order_id`, `ordered_at`, `_business_day`, `_shard`, `_loaded_at`, `coupon`, `discount`"
+    )
     assert query["sql"] == "\n".join(
         [
             f"CREATE TABLE IF NOT EXISTS {orders} LIKE `{staging}`;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS order_id STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS ordered_at STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _business_day DATE;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _shard STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS _loaded_at TIMESTAMP;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS coupon STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS discount NUMERIC;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `order_id` STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `ordered_at` STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_business_day` DATE;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_shard` STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_loaded_at` TIMESTAMP;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `coupon` STRING;",
+            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `discount` NUMERIC;",
             "BEGIN TRANSACTION;",
             f"DELETE FROM {orders} WHERE (_shard = 'shard_01');",
             f"INSERT INTO {orders} ({columns}) SELECT {columns} FROM `{staging}`;",
@@ -268,7 +272,7 @@ def test_streamed_chunks_are_one_load_per_table_and_a_discarded_scope_never_leav
     assert loaded.to_pydict()["order_id"] == ["1", "2"]
     assert loaded.to_pydict()["coupon"] == [None, "WINTER"]
     [query] = fake_client.queries
-    assert "ADD COLUMN IF NOT EXISTS coupon STRING;" in query["sql"]
+    assert "ADD COLUMN IF NOT EXISTS `coupon` STRING;" in query["sql"]
 
 
 def test_a_target_without_any_append_is_refused(fake_client: FakeBigQueryClient) -> None:

@@ -319,7 +319,8 @@ def test_ingestion_fails_at_once_when_a_shard_variable_is_unset(
     result = _ingest_shard_02(path, minato_env, instance)
 
     assert _failed_description(result) == (
-        "shard shard_02: environment variable MINATO_TEST_SHARD_DIR is not set"
+        "shard shard_02 (sqlite:///${MINATO_TEST_SHARD_DIR}/shard_02.sqlite): "
+        "environment variable MINATO_TEST_SHARD_DIR is not set"
     )
     # Configuration errors are not retried (the retry policy would otherwise run it 4 times).
     assert len(result.get_step_failure_events()) == 1
@@ -340,5 +341,9 @@ def test_ingestion_does_not_create_a_missing_sqlite_shard(
 
     result = _ingest_shard_02(path, minato_env, instance)
 
-    assert _failed_description(result).startswith("shard shard_02: cannot open the database")
+    assert _failed_description(result) == (
+        "shard shard_02 (sqlite:///${MINATO_TEST_SHARD_DIR}/shard_02.sqlite): the SQLite file "
+        "does not exist or cannot be read: check the path in the URL (unable to open database "
+        "file)"
+    )
     assert not (tmp_path / "no-such-folder").exists()

@@ -69,7 +69,7 @@ def test_union_query_text() -> None:
         _table("orders_2", ("order_id", "bigint"), ("payload", "blob"), ("updated_at", "datetime")),
     ]
     read = ReadWindow(
-        "updated_at", "2026-01-01 00:00:00", "2026-01-02 00:00:00", "mysql", ("order_id",)
+        "updated_at", "2026-01-01 00:00:00", "2026-01-02 00:00:00", "mysql", ("order_id",), (True,)
     )
     sql = union_query(tables, read)
     window = "`updated_at` >= '2026-01-01 00:00:00' AND `updated_at` < '2026-01-02 00:00:00'"
@@ -96,7 +96,7 @@ def test_union_query_text() -> None:
 
 def test_first_partition_reads_all_history_and_rows_without_change_time() -> None:
     tables = [_table("orders_1", ("order_id", "varchar"), ("updated_at", "datetime"))]
-    read = ReadWindow("updated_at", None, "2025-01-02 00:00:00", "sqlite", ("order_id",))
+    read = ReadWindow("updated_at", None, "2025-01-02 00:00:00", "sqlite", ("order_id",), (False,))
     sql = union_query(tables, read)
     assert """WHERE ("updated_at" < '2025-01-02 00:00:00' OR "updated_at" IS NULL)""" in sql
     # A text key is summed as CRC32s (the same function is computed on the client).
@@ -106,7 +106,7 @@ def test_first_partition_reads_all_history_and_rows_without_change_time() -> Non
 def test_batches_group_same_layouts_and_bound_their_size() -> None:
     narrow = [_table(f"orders_{i}", ("a", "int")) for i in range(5)]
     wide = [_table(f"orders_{i}", ("a", "int"), ("b", "int")) for i in range(5, 8)]
-    read = ReadWindow("a", "0", "1", "mysql", ("a",))
+    read = ReadWindow("a", "0", "1", "mysql", ("a",), (True,))
     plan = plan_batches([*narrow, *wide], read, batch_size=2)
     assert [[t.name for t in b.tables] for b in plan] == [
         ["orders_0", "orders_1"],
@@ -210,7 +210,7 @@ def test_hundreds_of_drifting_tables_on_two_shards(drifting_shards, tmp_path, in
     shards_file, databases, _ = drifting_shards
     source = ShardSource(shards_file=str(shards_file))
     with source.connect("shard_01") as conn:
-        found = discover_shard(conn, ["orders"])
+        found = discover_shard(conn, ["orders"]).tables
         start, end = business_day_bounds(DAY)
         events = list(read_windows(conn, found, "updated_at", start, end, ["order_id"]))
     chunks = [e for e in events if isinstance(e, Chunk)]
@@ -258,9 +258,11 @@ def test_irreconcilable_drift_fails_the_partition(drifting_shards, tmp_path, ins
     assert not result.success
     (failure,) = result.get_step_failure_events()
     message = failure.step_failure_data.user_failure_data.description
+    # The shard, its URL (without a password) and both tables, column and types.
     assert message == (
-        "shard shard_02: column 'ordered_at' is datetime in orders_2000 but int in orders_2999; "
-        "these types cannot be unioned"
+        f"shard shard_02 (mysql+pymysql://root@127.0.0.1:3306/{databases['shard_02']}): "
+        "column 'ordered_at' is datetime in orders_2000 but int in orders_2999; these types "
+        "cannot be unioned"
     )
 
 
@@ -273,7 +275,7 @@ def test_sqlite_catalog_is_one_query(tmp_path) -> None:
     statements = []
     sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     with engine.connect() as conn:
-        found = discover(conn, ["orders"])
+        found = discover(conn, ["orders"]).tables
     assert [(t.name, t.column_names) for t in found] == [
         ("orders_1", ("order_id", "updated_at")),
         ("orders_2", ("order_id", "updated_at", "x")),

@@ -27,11 +27,14 @@ def crc32(value: object) -> int | None:
 
 
 def integer_keys(tables: Sequence[PhysicalTable], key_columns: Sequence[str]) -> tuple[bool, ...]:
-    """Per key column: summed as a number (integer keys) or as CRC32s (any other key)."""
-    return tuple(
-        all(type_family(t.declared_type(column) or "") == "integer" for t in tables)
-        for column in key_columns
-    )
+    """Per key column: summed as a number where every table that has it declares an integer
+    type, else as CRC32s (a client that widened its key to DECIMAL makes it CRC32 for all)."""
+    decisions = []
+    for column in key_columns:
+        declared = [t.declared_type(column) for t in tables]
+        present = [d for d in declared if d is not None]
+        decisions.append(bool(present) and all(type_family(d) == "integer" for d in present))
+    return tuple(decisions)
 
 
 def key_checksum(data: pa.Table, key_columns: Sequence[str], is_integer: Sequence[bool]) -> int:

@@ -19,6 +19,10 @@ class _Type:
     # a zero date, a DECIMAL(65) or a BIGINT UNSIGNED (a DECIMAL once in a UNION) cannot break
     # the driver.
     native_text: bool = False
+    # Where `CAST(x AS CHAR)` would not give the value's meaning, how the server renders it:
+    # `number` (BIT: its unsigned value, `x + 0`; the cast gives raw bytes such as '\x01') or
+    # `wkt` (spatial: `ST_AsText(x)`; the cast gives the internal binary format).
+    render: str | None = None
 
 
 _TYPES = {
@@ -28,7 +32,7 @@ _TYPES = {
     "int": _Type("integer", "integer"),
     "integer": _Type("integer", "integer"),
     "bigint": _Type("integer", "integer"),
-    "bit": _Type("integer"),
+    "bit": _Type("integer", "integer", render="number"),
     "decimal": _Type("number", "decimal"),
     "numeric": _Type("number", "decimal"),
     "float": _Type("number"),
@@ -42,6 +46,7 @@ _TYPES = {
     "longtext": _Type("text", native_text=True),
     "enum": _Type("text"),
     "set": _Type("text"),
+    "json": _Type("text"),  # MySQL's JSON; MariaDB reports its JSON columns as longtext
     "": _Type("text"),  # SQLite columns declared without a type
     "datetime": _Type("temporal", "datetime"),
     "timestamp": _Type("temporal", "datetime"),
@@ -54,6 +59,19 @@ _TYPES = {
     "tinyblob": _Type("binary"),
     "mediumblob": _Type("binary"),
     "longblob": _Type("binary"),
+    **dict.fromkeys(
+        (
+            "geometry",
+            "point",
+            "linestring",
+            "polygon",
+            "multipoint",
+            "multilinestring",
+            "multipolygon",
+            "geometrycollection",
+        ),
+        _Type("spatial", render="wkt"),
+    ),
 }
 
 # Families a text lake can union without losing meaning: numbers of any kind, and SQLite's
@@ -83,6 +101,12 @@ def row_check(declared: str) -> str | None:
     `date`), or None for a type whose text is loaded as it is."""
     known = _TYPES.get(_base(declared))
     return known.check if known else None
+
+
+def rendering(declared: str) -> str | None:
+    """`number`, `wkt`, or None for a type the server renders with a plain cast (`_Type`)."""
+    known = _TYPES.get(_base(declared))
+    return known.render if known else None
 
 
 def read_as_text(declared: str) -> bool:

@@ -44,8 +44,8 @@ _VALID = {
     "date": rf"^{_DATE}$",
 }
 _INT64_MAX, _INT64_MIN = "9223372036854775807", "-9223372036854775808"
-# BigQuery NUMERIC (and the DECIMAL(38, 9) cleansing casts to): 29 integer, 9 fraction digits.
-_NUMERIC = r"^-?\d{1,29}(?:\.\d{1,9})?$"
+# Decimal text as MySQL renders it: DECIMAL(65, 30) pads every value to 30 fraction digits.
+_DECIMAL = r"^-?\d+(?:\.\d+)?$"
 
 Problem = tuple[pa.ChunkedArray, str]  # (True where the value has the problem, reason)
 
@@ -82,17 +82,10 @@ def _problems(column: pa.ChunkedArray, kind: str) -> list[Problem]:
             (_present_and(column, pc.and_(numeric, pc.invert(in_range))), "out of range for INT64"),
         ]
     if kind == "decimal":
-        if pc.all(pc.match_substring_regex(column, _NUMERIC)).as_py():
-            return []
-        numeric = pc.match_substring_regex(column, r"^-?\d+(?:\.\d+)?$")
-        fits = pc.match_substring_regex(column, _NUMERIC)
-        return [
-            (_present_and(column, pc.invert(numeric)), "not a decimal number"),
-            (
-                _present_and(column, pc.and_(numeric, pc.invert(fits))),
-                "out of range for NUMERIC(38, 9)",
-            ),
-        ]
+        # Any precision is kept exactly as text: a value beyond BigQuery's NUMERIC (29 integer,
+        # 9 fraction digits) is still a value, for BIGNUMERIC or an exact string downstream.
+        numeric = pc.match_substring_regex(column, _DECIMAL)
+        return [(_present_and(column, pc.invert(numeric)), "not a decimal number")]
     good = pc.match_substring_regex(column, _VALID[kind])
     return [(_present_and(column, pc.invert(good)), f"unparseable {kind}")]
 
@@ -144,7 +137,7 @@ def split_valid_rows(
     problems = [
         (column, mask, reason)
         for column, kind in checks
-        for mask, reason in _problems(decoded[column], kind)
+        for mask, reason in _problems(_column(decoded, column), kind)
     ]
     problems += [(column, mask, "invalid UTF-8") for column, mask in broken_text]
     if duplicates is not None:
@@ -193,6 +186,14 @@ def split_valid_rows(
         quarantined=pa.Table.from_pylist(records, schema=QUARANTINE_SCHEMA),
         quarantined_rows=int(pc.sum(bad).as_py() or 0),
     )
+
+
+def _column(data: pa.Table, name: str) -> pa.ChunkedArray:
+    """A checked column; NULL in every row of a client table that does not have it (its rows
+    read NULL there in the lake too)."""
+    if name in data.column_names:
+        return data[name]
+    return pa.chunked_array([pa.nulls(data.num_rows, pa.string())])
 
 
 def _decoded(data: pa.Table) -> tuple[pa.Table, list[tuple[str, pa.ChunkedArray]]]:

@@ -46,9 +46,9 @@ def plan_batches(
     groups: dict[tuple[object, ...], list[PhysicalTable]] = defaultdict(list)
     for table in tables:
         keyed = bool(table.primary_key) and set(table.primary_key) <= set(read.key_columns)
-        groups[(table.columns, keyed)].append(table)
+        groups[(table.columns, table.sources, keyed)].append(table)
     plan = []
-    for (_, keyed), group in groups.items():
+    for (_, _, keyed), group in groups.items():
         for i in range(0, len(group), batch_size):
             batch = tuple(group[i : i + batch_size])
             plan.append(BatchQuery(len(plan), batch, read, ordered=not keyed))

@@ -46,6 +46,7 @@ from assets.ingestion.shard_catalog import (
     check_drift,
     discover_shard,
 )
+from assets.ingestion.shard_errors import PermanentShardError, permanent_reason, safe_url
 from assets.ingestion.shard_reader import ShardReadError, read_windows
 from assets.partitions import business_days, split_day_shard_key
 from resources.shards import ShardConfigError, ShardSource
@@ -211,6 +212,7 @@ class LoadReport:
     reconciliation: pa.Table
     drift: dict[str, Any]
     restarts: int
+    discovery: dict[str, dict[str, Any]]  # per shard: tables matched, ignored, renamed
 
     def total(self) -> Tally:
         total = Tally()
@@ -220,20 +222,45 @@ class LoadReport:
 
 
 @contextlib.contextmanager
-def _shard_errors(shard: str) -> Iterator[None]:
-    """Configuration errors fail at once; transient source errors are left to the retry policy."""
+def _shard_errors(shards: ShardSource, shard: str) -> Iterator[None]:
+    """Permanent errors fail at once, naming the shard, its URL (no password) and what to do;
+    transient ones are left to the retries (per batch, then the step's RetryPolicy)."""
     try:
         yield
-    except (ShardConfigError, SchemaDriftError) as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
-    except sa.exc.OperationalError as exc:
-        if "unable to open database file" in str(exc):
-            raise dg.Failure(
-                f"shard {shard}: cannot open the database ({exc.orig})", allow_retries=False
-            ) from exc
-        raise
+    except (ShardConfigError, SchemaDriftError, PermanentShardError) as exc:
+        raise dg.Failure(_where(shards, shard, str(exc)), allow_retries=False) from exc
+    except sa.exc.DBAPIError as exc:
+        reason = permanent_reason(exc)
+        if reason is None:
+            raise
+        message = _where(shards, shard, f"{reason} ({exc.orig})")
+        raise dg.Failure(message, allow_retries=False) from exc
     except ShardReadError as exc:
-        raise ShardReadError(f"shard {shard}: {exc}") from exc
+        raise ShardReadError(_where(shards, shard, str(exc))) from exc
+
+
+def _where(shards: ShardSource, shard: str, message: str) -> str:
+    """`shard <name> (<url without password>): <message>`."""
+    try:
+        # The template: `${VARS}` stand where passwords are, and it can always be shown.
+        url = safe_url(shards.spec(shard).url_template)
+    except ShardConfigError:
+        url = "not configured"
+    return f"shard {shard} ({url}): {message.removeprefix(f'shard {shard}: ')}"
+
+
+def _require_change_column(table: LakeTable, physical: Sequence[PhysicalTable]) -> None:
+    """A table without the change column has no rows in any day's window: refuse to guess."""
+    lacking = [t.name for t in physical if t.declared_type(table.change_column) is None]
+    if lacking:
+        listed = ", ".join(lacking[:10]) + (
+            f" and {len(lacking) - 10} more" if len(lacking) > 10 else ""
+        )
+        raise SchemaDriftError(
+            f"{listed} has no column {table.change_column!r}, which selects a day's rows: add "
+            "it on the shard, or rename the table so it is not read as a client's "
+            f"{table.name}"
+        )
 
 
 def load_partitions(
@@ -257,20 +284,22 @@ def load_partitions(
     )
     tallies: dict[tuple[dt.date, str], Tally] = {}
     drift: dict[str, Any] = {}
+    discovery: dict[str, dict[str, Any]] = {}
     restarts = 0
     with warehouse.partition_sink([lake, quarantine, reconciliation]) as sink:
         # A day without rows must still replace (empty) its partitions: declare the schemas.
         sink.append(quarantine, QUARANTINE_SCHEMA.empty_table())
         for shard, days in by_shard.items():
-            with _shard_errors(shard), shards.connect(shard) as conn:
+            with _shard_errors(shards, shard), shards.connect(shard) as conn:
                 found = discover_shard(conn, [table.name])
-                physical = [t for t in found if t.logical == table.name]
+                physical = found.tables
+                discovery[shard] = found.report()
+                log(f"shard {shard}: {_summary(found.report())}")
                 if not physical:
-                    raise dg.Failure(
-                        f"shard {shard}: no `{table.name}_<client_id>` tables found; "
-                        "is the shard URL right?",
-                        allow_retries=False,
+                    raise SchemaDriftError(
+                        f"no `{table.name}_<client_id>` tables found; is the shard URL right?"
                     )
+                _require_change_column(table, physical)
                 drift[shard] = check_drift(shard, physical)
                 sink.append(lake, lake_schema(physical).empty_table())
                 loader = _PartitionLoader(
@@ -285,4 +314,12 @@ def load_partitions(
                 restarts += loader.restarts
         rows = reconciliation_rows(table.name, tallies, partitions, loaded_at)
         sink.append(reconciliation, rows)
-    return LoadReport(partitions, tallies, rows, drift, restarts)
+    return LoadReport(partitions, tallies, rows, drift, restarts, discovery)
+
+
+def _summary(report: dict[str, Any]) -> str:
+    return (
+        f"{report['tables_matched']} table(s) matched, {report['tables_ignored_count']} ignored "
+        f"{list(report['tables_ignored'])[:5]}, {report['columns_renamed_count']} column "
+        f"name(s) mapped to lake names {report['columns_renamed']}"
+    )

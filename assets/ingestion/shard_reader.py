@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.ingestion.checksums import CHECKSUM_MODULUS
+from assets.ingestion.checksums import CHECKSUM_MODULUS, integer_keys
 from assets.ingestion.shard_batches import (
     DEFAULT_BATCH_SIZE,
     BatchDone,
@@ -31,6 +31,7 @@ from assets.ingestion.shard_batches import (
 )
 from assets.ingestion.shard_catalog import PhysicalTable
 from assets.ingestion.shard_clock import session_time_zone, wall_clock_bounds
+from assets.ingestion.shard_errors import PermanentShardError, permanent_reason
 from assets.ingestion.shard_sql import SOURCE_KEY_SUM, SOURCE_ROWS, ReadWindow
 from assets.ingestion.shard_streams import normalize, stream_mysql, stream_sqlite
 from resources.shards import ShardConnection
@@ -97,6 +98,9 @@ def _read_batch(
         except BaseException as exc:  # connectorx panics are BaseExceptions
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
+            reason = permanent_reason(exc)
+            if reason is not None:
+                raise PermanentShardError(f"reading {batch.describe()}: {reason} ({exc})") from exc
             if delay is None:
                 raise ShardReadError(
                     f"reading {batch.describe()} failed after {attempt} attempts: {exc}"
@@ -133,7 +137,8 @@ def read_windows(
     # SQLAlchemy connection, they open their own.
     timezone = shard.timezone
     low, high = wall_clock_bounds(timezone, start, end)
-    read = ReadWindow(change_column, low, high, shard.dialect, tuple(key_columns))
+    keys = tuple(key_columns)
+    read = ReadWindow(change_column, low, high, shard.dialect, keys, integer_keys(tables, keys))
     plan = plan_batches(tables, read, batch_size)
     pending = iter(plan)
     lock = threading.Lock()

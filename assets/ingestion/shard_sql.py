@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from assets.ingestion.checksums import integer_keys
-from assets.ingestion.mysql_types import read_as_text, type_family
-from assets.ingestion.shard_catalog import PhysicalTable
+from assets.ingestion.mysql_types import read_as_text, rendering, type_family
+from assets.ingestion.shard_catalog import PhysicalTable, SchemaDriftError
 from resources.identifiers import validate_identifier
 
 # Columns of the summary rows; NULL on the data rows.
@@ -36,6 +35,10 @@ class ReadWindow:
     high: str
     dialect: str  # `mysql` | `sqlite`
     key_columns: tuple[str, ...]
+    # Per key column: summed as a number, or as CRC32s (`checksums.integer_keys`). Decided once
+    # over every client table of the logical table, so that the server (per batch) and the
+    # client (per chunk) always agree, even where one client widened its key to a DECIMAL.
+    integer_keys: tuple[bool, ...]
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,25 @@ class _Dialect:
     text_type: str
 
 
+# Source names are quoted, never validated: a client column may be called `gift-wrap` or `金額`
+# (the lake renames it, see shard_catalog); the quote character itself is doubled.
 _DIALECTS = {
-    "sqlite": _Dialect("sqlite", lambda name: f'"{name}"', "TEXT"),
-    "mysql": _Dialect("mysql", lambda name: f"`{name}`", "CHAR"),
+    "sqlite": _Dialect("sqlite", lambda name: '"' + name.replace('"', '""') + '"', "TEXT"),
+    "mysql": _Dialect("mysql", lambda name: "`" + name.replace("`", "``") + "`", "CHAR"),
 }
 
 
-def _window(dialect: _Dialect, change_column: str, low: str | None, high: str) -> str:
-    column = dialect.quote(validate_identifier(change_column, what="column"))
+def _source(table: PhysicalTable, column: str) -> str:
+    """The shard's name of a lake column the read needs; a table without it cannot be read."""
+    source = table.source_name(column)
+    if source is None:
+        raise SchemaDriftError(f"table {table.name} has no column {column!r}")
+    return source
+
+
+def _window(dialect: _Dialect, table: PhysicalTable, read: ReadWindow) -> str:
+    column = dialect.quote(_source(table, read.change_column))
+    low, high = read.low, read.high
     upper = f"{column} < '{high}'"
     if low is None:
         # The first partition reaches back to the beginning: history older than the partitions
@@ -62,13 +76,17 @@ def _window(dialect: _Dialect, change_column: str, low: str | None, high: str) -
     return f"{column} >= '{low}' AND {upper}"
 
 
-def _key_sum_expression(
-    dialect: _Dialect, tables: Sequence[PhysicalTable], key_columns: Sequence[str]
-) -> str:
-    """The server side of the key checksum: see `checksums.key_checksum` for the client side."""
+def _key_sum_expression(dialect: _Dialect, table: PhysicalTable, read: ReadWindow) -> str:
+    """The server side of the key checksum: see `checksums.key_checksum` for the client side.
+
+    A key column the table lacks is NULL in every row, and NULLs add nothing on either side.
+    """
     terms = []
-    for column, integer in zip(key_columns, integer_keys(tables, key_columns), strict=True):
-        quoted = dialect.quote(validate_identifier(column, what="key column"))
+    for column, integer in zip(read.key_columns, read.integer_keys, strict=True):
+        source = table.source_name(column)
+        if source is None:
+            continue
+        quoted = dialect.quote(source)
         if integer:
             terms.append(f"COALESCE(SUM({quoted}), 0)")
         elif dialect.name == "mysql":
@@ -81,29 +99,36 @@ def _key_sum_expression(
 def _select_list(dialect: _Dialect, table: PhysicalTable) -> str:
     columns = []
     for name, declared in table.columns:
-        quoted = dialect.quote(validate_identifier(name))
+        source = dialect.quote(_source(table, name))
+        alias = dialect.quote(name)
+        render = rendering(declared) if dialect.name == "mysql" else None
         if type_family(declared) == "binary":
-            columns.append(f"{quoted} AS {quoted}")  # bytes: UTF-8 is checked at ingestion
+            columns.append(f"{source} AS {alias}")  # bytes: UTF-8 is checked at ingestion
         elif dialect.name == "mysql" and read_as_text(declared):
-            columns.append(f"{quoted} AS {quoted}")  # text as stored: no conversion per value
+            columns.append(f"{source} AS {alias}")  # text as stored: no conversion per value
+        elif render == "number":
+            columns.append(f"CAST({source} + 0 AS {dialect.text_type}) AS {alias}")
+        elif render == "wkt":
+            columns.append(f"ST_AsText({source}) AS {alias}")
         else:
-            columns.append(f"CAST({quoted} AS {dialect.text_type}) AS {quoted}")
+            columns.append(f"CAST({source} AS {dialect.text_type}) AS {alias}")
     return ", ".join(columns)
 
 
 def union_query(tables: Sequence[PhysicalTable], read: ReadWindow, *, ordered: bool = False) -> str:
     """Rows of same-layout tables in the window, plus one summary row per table."""
     dialect = _DIALECTS[read.dialect]
-    window = _window(dialect, read.change_column, read.low, read.high)
-    key_sum = _key_sum_expression(dialect, tables, read.key_columns)
+    # One layout per batch: the same columns under the same source names in every table.
+    window = _window(dialect, tables[0], read)
+    key_sum = _key_sum_expression(dialect, tables[0], read)
     no_values = ", ".join("NULL" for _ in tables[0].columns)
-    columns = _select_list(dialect, tables[0])  # one layout per batch
+    columns = _select_list(dialect, tables[0])
     text = dialect.text_type
     parts = []
     for table in tables:
-        if table.columns != tables[0].columns:
+        if (table.columns, table.sources) != (tables[0].columns, tables[0].sources):
             raise ValueError(f"{table.name} does not have the layout of {tables[0].name}")
-        name = dialect.quote(validate_identifier(table.name, what="table"))
+        name = dialect.quote(table.name)
         origin = f"'{int(table.client_id)}' AS _client_id, '{table.name}' AS _source_table"
         parts.append(
             f"SELECT {origin}, {columns}, NULL AS {SOURCE_ROWS}, "
@@ -115,7 +140,8 @@ def union_query(tables: Sequence[PhysicalTable], read: ReadWindow, *, ordered: b
         )
     sql = "\nUNION ALL\n".join(parts)
     if ordered:
+        # The union's output columns carry the lake names.
         keys = ", ".join(dialect.quote(validate_identifier(k)) for k in read.key_columns)
-        change = dialect.quote(read.change_column)
+        change = dialect.quote(validate_identifier(read.change_column))
         sql += f"\nORDER BY _source_table, {keys}, {change} DESC"
     return sql

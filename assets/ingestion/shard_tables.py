@@ -28,6 +28,7 @@ INGESTION_RETRY_POLICY = dg.RetryPolicy(
 # transaction: a crash loses one run, and "re-execute failed" resumes from there.
 BACKFILL_PARTITIONS_PER_RUN = 64
 UNRECONCILED_METADATA = "unreconciled_partitions"
+DISCOVERY_METADATA = "discovery"
 
 
 def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
@@ -86,6 +87,8 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
                     ]
                 ),
                 "schema_drift": dg.MetadataValue.json(report.drift),
+                # Per shard: client tables matched and ignored (with why), columns renamed.
+                DISCOVERY_METADATA: dg.MetadataValue.json(report.discovery),
                 "dagster/row_count": total.loaded_rows,
             },
             check_results=[reconciliation_check(report.reconciliation)],

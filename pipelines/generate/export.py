@@ -59,7 +59,7 @@ def _type_name(data_type: pa.DataType) -> str:
 
 def shard_columns(shards: ShardSource, shard: str, logical_tables: Sequence[str]) -> list[Row]:
     with shards.connect(shard) as conn:
-        physical = discover_shard(conn, logical_tables)
+        physical = discover_shard(conn, logical_tables).tables
     union: dict[str, dict[str, str]] = {name: {} for name in logical_tables}
     for table in physical:
         for column, declared in table.columns:

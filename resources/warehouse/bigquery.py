@@ -15,7 +15,7 @@ from pydantic import Field
 from resources.identifiers import validate_identifier
 from resources.warehouse.base import PartitionSink, PartitionTarget, Warehouse
 from resources.warehouse.spool import ParquetSpool
-from resources.warehouse.sql import partition_predicate
+from resources.warehouse.sql import partition_predicate, quoted
 
 
 class BigQueryWarehouse(Warehouse):
@@ -107,7 +107,7 @@ class BigQueryWarehouse(Warehouse):
                 )
                 staging_tables.append(staging.strip("`"))
                 self._load_parquet(client, path, staging.strip("`"))
-                columns = ", ".join(validate_identifier(c) for c in schema.names)
+                columns = ", ".join(quoted(c, "`") for c in schema.names)
                 predicate = partition_predicate(
                     target.partition_columns, target.partitions, dialect=self.kind
                 )
@@ -116,7 +116,7 @@ class BigQueryWarehouse(Warehouse):
                 for field in schema:
                     statements.append(
                         f"ALTER TABLE {target_name} ADD COLUMN IF NOT EXISTS "
-                        f"{validate_identifier(field.name)} {_bigquery_type(field.type)};"
+                        f"{quoted(field.name, '`')} {_bigquery_type(field.type)};"
                     )
                 statements.append(f"DELETE FROM {target_name} WHERE {predicate};")
                 statements.append(

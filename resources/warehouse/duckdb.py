@@ -16,7 +16,7 @@ from resources import settings
 from resources.identifiers import validate_identifier
 from resources.warehouse.base import PartitionSink, PartitionTarget, Warehouse
 from resources.warehouse.spool import ParquetSpool
-from resources.warehouse.sql import partition_predicate, sql_literal
+from resources.warehouse.sql import partition_predicate, quoted, sql_literal
 
 
 class DuckDBWarehouse(Warehouse):
@@ -140,7 +140,7 @@ class DuckDBWarehouse(Warehouse):
             )
             for field in new:
                 conn.execute(
-                    f"ALTER TABLE {name} ADD COLUMN {validate_identifier(field.name)} "
+                    f"ALTER TABLE {name} ADD COLUMN {quoted(field.name)} "
                     f"{types[field.name]}"
                 )
         conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {source}")

@@ -29,6 +29,11 @@ def sql_literal(value: Any, *, dialect: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def quoted(column: str, quote: str = '"') -> str:
+    """A validated column name, quoted so that SQL keywords (`order`, `select`) stay names."""
+    return f"{quote}{validate_identifier(column, what='column')}{quote}"
+
+
 def partition_predicate(
     columns: Sequence[str], partitions: Sequence[PartitionValues], *, dialect: str
 ) -> str:
