@@ -93,7 +93,9 @@ def _problems(column: pa.ChunkedArray, kind: str) -> list[Problem]:
 def _utf8(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """Bytes as text, and True where a value is not valid UTF-8 (that value becomes NULL)."""
     try:
-        return column.cast(pa.string()), pc.is_null(column).cast(pa.bool_()).fill_null(False)
+        # Every value decodes: nothing is broken (a NULL is not invalid UTF-8).
+        valid = pa.chunked_array([pa.array(np.zeros(len(column), dtype=bool))])
+        return column.cast(pa.string()), valid
     except pa.ArrowInvalid:
         pass
     # Rare: some value is broken. Find which, value by value, only for this chunk.
