@@ -140,8 +140,7 @@ class DuckDBWarehouse(Warehouse):
             )
             for field in new:
                 conn.execute(
-                    f"ALTER TABLE {name} ADD COLUMN {quoted(field.name)} "
-                    f"{types[field.name]}"
+                    f"ALTER TABLE {name} ADD COLUMN {quoted(field.name)} {types[field.name]}"
                 )
         conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {source}")
 
