@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from assets.ingestion.lake_tables import LakeTable
+from assets.ingestion.shard_errors import permanent_reason
 from assets.ingestion.shard_tables import DISCOVERY_METADATA, build_shard_table_asset
 from resources.shards import ShardSource
 from resources.warehouse import DuckDBWarehouse
@@ -329,3 +330,51 @@ def test_quarantined_rows_keep_their_source_column_names(shard) -> None:
     )
     assert (column, reason) == ("ship_date", "unparseable date: '0000-00-00'")
     assert json.loads(raw)["ship_date"] == "0000-00-00"
+
+
+def test_a_typo_in_the_shards_file_fails_at_once_naming_line_and_key(tmp_path: Path) -> None:
+    """`timezon:` used to be ignored, and the server's zone used: the seed's 9-hour bug."""
+    shards_file = tmp_path / "shards.yaml"
+    shards_file.write_text(
+        "shards:\n  - name: shard_01\n    url: sqlite:///nowhere.sqlite\n    timezon: UTC\n"
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [ORDERS],
+            partition_key=KEY,
+            resources={
+                "shards": ShardSource(shards_file=str(shards_file)),
+                "warehouse": DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb")),
+            },
+            instance=instance,
+            raise_on_error=False,
+        )
+
+    assert _failure(result).endswith(
+        f"{shards_file}:4: shard 'shard_01': key 'timezon': unknown key; allowed: name, url, "
+        "timezone"
+    )
+    assert _retries(result) == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "permanent"),
+    [
+        (pymysql.err.OperationalError(1045, "Access denied for user 'etl'"), True),
+        (pymysql.err.OperationalError(1049, "Unknown database 'ec'"), True),
+        (pymysql.err.OperationalError(1044, "Access denied to database 'ec'"), True),
+        (pymysql.err.OperationalError(2013, "Lost connection to server during query"), False),
+        (pymysql.err.OperationalError(2006, "Server has gone away"), False),
+        (pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"), False),
+        (pymysql.err.OperationalError(1213, "Deadlock found"), False),
+        (pymysql.err.OperationalError(1040, "Too many connections"), False),
+        # connectorx reports the server's error as text.
+        (RuntimeError("timed out waiting for connection: MySqlError { ERROR 1698 (28000) }"), True),
+        (RuntimeError("MySqlError { ERROR 1927 (70100): Connection was killed }"), False),
+        (RuntimeError("Communication link failure"), False),
+    ],
+)
+def test_errors_are_told_apart_by_the_servers_error_number(
+    error: BaseException, permanent: bool
+) -> None:
+    assert (permanent_reason(error) is not None) == permanent
