@@ -11,7 +11,8 @@ engine's constants were chosen on) from a grid that contains the method's docume
 - zscore_weekday: the same over the last 8 same weekdays (Elementary's `day_of_week`
   seasonality);
 - stl: statsmodels' robust STL (period 7) of the history, forecast as the last trend value plus
-  the weekday's last seasonal value; sigma from the remainder and the trend's daily moves;
+  the weekday's last seasonal value; sigma from the same rule's one-day-ahead errors over the
+  history and the trend's daily moves;
 - mstl, autoets: statsforecast's MSTL (weekly, plus yearly with two years of history; AutoETS
   trend) and AutoETS (weekly season), their 99 % prediction intervals;
 - prophet: Prophet with the family's public holidays and its 99 % interval.
@@ -80,15 +81,17 @@ def stl_scores(values: np.ndarray, n_train: int, positions: Sequence[int]) -> np
     history = _interpolated(values[:n_train])
     fit = STL(history, period=7, robust=True).fit()
     trend, seasonal = np.asarray(fit.trend), np.asarray(fit.seasonal)
-    remainder = np.asarray(fit.resid)
-    sigma_noise = _mad(remainder)
+    # The same rule one day ahead, over the history: STL's own remainder is smoothed and
+    # understates what a forecast misses by (a third too small on white noise).
+    one_step = history[8:] - trend[7:-1] - seasonal[1:-7]
+    sigma_noise = _mad(one_step)
     # The trend walks on: its daily moves widen the interval with the horizon.
     sigma_walk = _mad(np.diff(trend))
     scores = np.zeros(len(positions))
     for i, p in enumerate(positions):
         h = p - n_train + 1
         expected = trend[-1] + seasonal[n_train - 7 + (p - n_train) % 7]
-        sigma = np.sqrt(sigma_noise**2 + h * sigma_walk**2)
+        sigma = np.sqrt(sigma_noise**2 + (h - 1) * sigma_walk**2)
         scores[i] = abs(values[p] - expected) / max(sigma, 1e-9)
     return scores
 
