@@ -19,6 +19,9 @@ same steps with robust least squares, deterministically and in milliseconds per 
 6. Forecast: seasonality plus a local robust linear level fitted on the weeks since the last
    step; the interval width comes from the residual scale, the uncertainty of the local level
    and a backtest of the same forecast on the last weeks of training.
+7. Reference view (slow drifts): seasonality plus the median level of three weeks before the
+   end of training, with an interval read off the series' own history of the same statistic.
+   A point is normal only inside both intervals; the reported range is their intersection.
 
 Output columns equal `ML.DETECT_ANOMALIES`' (see metrics.RESULT_COLUMNS): `anomaly_probability`
 is the two-sided normal mass within the residual, bounds are `expected ± z·sigma` for the
