@@ -290,3 +290,48 @@ def test_monthly_series_keep_their_own_days() -> None:
 
     assert list(result["metric_day"]) == month_ends[-4:]
     assert _flagged(result) == {("m", month_ends[-2])}
+
+
+def test_outage_day_is_found() -> None:
+    # A feed that broke for one day: 3 % of the usual value.
+    history = _scale(_series("feed", seed=21), [LAST_DAY - dt.timedelta(days=2)], 0.03)
+
+    result = detect_anomalies(history, DETECTION_START, _spec())
+
+    assert _flagged(result) == {("feed", LAST_DAY - dt.timedelta(days=2))}
+
+
+def _drifting(series_id: str, seed: int, drift: float, days: int = 120) -> pd.DataFrame:
+    """A clean series whose last 21 days sink linearly, to `drift` (relative) on the last day."""
+    frame = _series(series_id, seed=seed, days=days, noise=0.03)
+    ramp = np.clip(np.arange(days) - (days - 21) + 1, 0, None) / 21
+    frame["value"] *= 1 + drift * ramp
+    return frame
+
+
+def test_slow_drift_is_found_where_it_has_grown_and_a_clean_twin_stays_quiet() -> None:
+    # The drift grows 1 % a day for three weeks: no single day jumps, but the last week lies
+    # 15-21 % below the level of a month ago, five to seven noise sigmas.
+    history = pd.concat([_drifting("sinking", 31, -0.21), _drifting("steady", 32, 0.0)])
+
+    result = detect_anomalies(history, DETECTION_START, _spec())
+
+    flagged = _flagged(result)
+    assert ("sinking", LAST_DAY) in flagged
+    assert not {day for series, day in flagged if series == "steady"}
+    # The model's own recent level has followed the drift; the reference view is what flags
+    # it, and the reported range says so: the value lies below it.
+    last = result[(result["series_id"] == "sinking") & (result["metric_day"] == LAST_DAY)]
+    assert (last["value"] < last["lower_bound"]).all()
+
+
+def test_short_history_series_are_scored_quietly_and_find_a_spike() -> None:
+    # 35 days: five weeks of history, enough for the default minimum (28) but not for the
+    # reference view; the weekday model alone decides.
+    clean = [_series(f"young{seed}", seed=seed, days=35) for seed in range(40, 46)]
+    spiked = _scale(_series("young_hit", seed=46, days=35), [LAST_DAY - dt.timedelta(days=1)], 1.5)
+
+    result = detect_anomalies(pd.concat([*clean, spiked]), DETECTION_START, _spec())
+
+    assert set(result["series_id"]) == {f"young{seed}" for seed in range(40, 46)} | {"young_hit"}
+    assert _flagged(result) == {("young_hit", LAST_DAY - dt.timedelta(days=1))}

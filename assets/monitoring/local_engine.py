@@ -19,6 +19,9 @@ same steps with robust least squares, deterministically and in milliseconds per 
 6. Forecast: seasonality plus a local robust linear level fitted on the weeks since the last
    step; the interval width comes from the residual scale, the uncertainty of the local level
    and a backtest of the same forecast on the last weeks of training.
+7. Reference view (slow drifts): seasonality plus the median level of three weeks before the
+   end of training, with an interval read off the series' own history of the same statistic.
+   A point is normal only inside both intervals; the reported range is their intersection.
 
 Output columns equal `ML.DETECT_ANOMALIES`' (see metrics.RESULT_COLUMNS): `anomaly_probability`
 is the two-sided normal mass within the residual, bounds are `expected ± z·sigma` for the
@@ -61,6 +64,13 @@ _FOURIER_MONTHLY = 2
 _SIGMA_FLOOR = 1e-3
 _MAD_TO_SIGMA = 1.4826
 _BACKTEST_OVERRIDE = 1.5
+# The reference view (slow drifts): its level is the median of `window` points ending `gap`
+# points before training ends; it needs this many past errors to know its own scale, and its
+# interval is this much wider than that scale (a few weeks of errors are a rough sample).
+_REFERENCE_GAP = {"DAILY": 21, "WEEKLY": 4, "MONTHLY": 3}
+_REFERENCE_WINDOW = {"DAILY": 21, "WEEKLY": 6, "MONTHLY": 6}
+_REFERENCE_MIN_ERRORS = 14
+_REFERENCE_WIDEN = 1.0
 # datetime64[D] counts days from 1970-01-01; `holidays` and feedback use proleptic ordinals.
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
@@ -185,16 +195,25 @@ def score_series(
 
     seasonal, level_columns = _seasonal_design(grid, holiday_days, n_train)
     model = _fit_training(y[:n_train], weights, seasonal[:n_train], level_columns, frequency)
-    expected, spread = _forecast(y[:n_train], model, seasonal, frequency, n_train)
+    views = _forecast(y[:n_train], model, seasonal, frequency, n_train)
 
     detect = np.flatnonzero(observed[n_train:]) + n_train
     z = NormalDist().inv_cdf(0.5 + spec.anomaly_prob_threshold / 2)
     forward, inverse = (np.log1p, np.expm1) if log_scale else (_identity, _identity)
     actual = grid.values[detect]
-    centre, width = expected[detect - n_train], spread[detect - n_train]
-    lower = inverse(centre - z * width)
-    upper = inverse(centre + z * width)
-    scaled = np.abs(forward(actual) - centre) / width
+    # A point is normal only inside every view's interval: the expected range is their
+    # intersection, and the probability is that of the view the point is furthest out of.
+    centres = np.stack([centre[detect - n_train] for centre, _ in views])
+    widths = np.stack([spread[detect - n_train] for _, spread in views])
+    low = np.max(centres - z * widths, axis=0)
+    high = np.min(centres + z * widths, axis=0)
+    # Views that disagree completely leave no normal value: the range shrinks to their middle.
+    low, high = (
+        np.where(low > high, (low + high) / 2, low),
+        np.where(low > high, (low + high) / 2, high),
+    )
+    lower, upper = inverse(low), inverse(high)
+    scaled = np.max(np.abs(forward(actual) - centres) / widths, axis=0)
     probability = np.array([math.erf(s / math.sqrt(2)) for s in scaled])
     outside = {
         "spike": actual > upper,
@@ -400,8 +419,12 @@ def _find_steps(residual: np.ndarray, clean: np.ndarray, sigma: float, half: int
 
 def _forecast(
     y: np.ndarray, fit: _TrainingFit, seasonal: np.ndarray, frequency: str, n_train: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Expected value and one-sigma spread for every position after training."""
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Views of every position after training: (expected value, one-sigma spread) each.
+
+    The model's own forecast, and where history allows the reference view, which catches
+    a slow drift that the recent level has already partly followed.
+    """
     n_all = seasonal.shape[0]
     season = seasonal @ fit.beta_seasonal
     # Missing, excluded and spike/dip points carry no weight; zero keeps NaN out of the algebra.
@@ -427,7 +450,48 @@ def _forecast(
     dummies = seasonal[:, : fit.level_columns]
     seen = np.maximum(dummies[:n_train].T @ (fit.weights > 0), 1.0)
     spread = np.sqrt(spread**2 + fit.sigma**2 * (dummies[n_train:] @ (1.0 / seen)))
-    return season[n_train:] + centre, spread
+    views = [(season[n_train:] + centre, spread)]
+    reference = _reference_view(level, fit, frequency, n_train, horizon)
+    if reference is not None:
+        offset, scale = reference
+        views.append((season[n_train:] + offset, np.full(horizon, scale)))
+    return views
+
+
+def _reference_view(
+    level: np.ndarray, fit: _TrainingFit, frequency: str, n_train: int, horizon: int
+) -> tuple[float, float] | None:
+    """The level of a few weeks ago, carried forward, with its empirical error; or None.
+
+    A slow drift bends the recent level, and a forecast from the recent weeks follows it
+    (its backtest even widens the interval). Measured from the median level of a window that
+    ends `gap` points before training ends, the drift stands out. How far the level normally
+    moves over such a gap is read off the series' own history: the same statistic (a point
+    minus the median of the window `gap` points before it) at every earlier point gives the
+    typical offset (a trend) and the scale, so a series whose level wanders gets a wide view.
+    """
+    gap, width = _REFERENCE_GAP[frequency], _REFERENCE_WINDOW[frequency]
+    if n_train < gap + width + _REFERENCE_MIN_ERRORS:
+        return None
+    # After a step inside the reference span, the model's view already holds the new level.
+    if any(step >= n_train - gap - width for step in fit.steps):
+        return None
+    known = fit.weights > 0
+    medians = (
+        pd.Series(np.where(known, level, np.nan))
+        .rolling(width, min_periods=width // 2)
+        .median()
+        .to_numpy()
+    )
+    # Point t against the window ending at t - gap - horizon // 2: the window's middle day.
+    lag = gap + horizon // 2
+    t = np.arange(width + lag, n_train)
+    errors = (level[t] - medians[t - lag])[known[t] & ~np.isnan(medians[t - lag])]
+    if len(errors) < _REFERENCE_MIN_ERRORS or np.isnan(medians[n_train - 1 - gap]):
+        return None
+    typical = float(np.median(errors))
+    scale = _MAD_TO_SIGMA * float(np.median(np.abs(errors - typical)))
+    return medians[n_train - 1 - gap] + typical, _REFERENCE_WIDEN * max(scale, fit.sigma)
 
 
 def _local_level(
