@@ -83,18 +83,14 @@ def partitions_by_shard(keys: Sequence[str]) -> dict[str, list[dt.date]]:
     return {shard: sorted(days) for shard, days in sorted(grouped.items())}
 
 
-def row_checks(table: LakeTable, physical: Iterable[PhysicalTable]) -> list[tuple[str, str]]:
-    """What each row must satisfy, from the declared key and the source's column types."""
-    kinds: dict[str, set[str | None]] = defaultdict(set)
-    for source in physical:
-        for name, declared in source.columns:
-            kinds[name].add(row_check(declared))
+def row_checks(table: LakeTable, layout: PhysicalTable) -> list[tuple[str, str]]:
+    """What each row of a client table of this layout must satisfy: the declared key, and the
+    checks its own column types call for."""
     checks = [(column, "not_null") for column in table.primary_key]
     checks.append((table.change_column, "required"))
-    for name, found in kinds.items():
-        if found == {"integer", "decimal"}:
-            found = {"decimal"}  # widened between clients: the lake column holds both
-        if len(found) == 1 and (kind := next(iter(found))) is not None:
+    for name, declared in layout.columns:
+        kind = row_check(declared)
+        if kind is not None:
             checks.append((name, kind))
     for name in table.datetime_columns:  # declared, for sources that store dates as text
         if (name, "datetime") not in checks:
@@ -147,9 +143,18 @@ class _PartitionLoader:
         self.lake, self.quarantine = targets
         self.loaded_at = loaded_at
         self.log = log
-        self.checks = row_checks(table, physical)
+        # Per layout: a row is checked against the types its own table declares (one client's
+        # `status` may be a TIMESTAMP, another's a DATE; each keeps its own check).
+        self.checks: dict[tuple[object, ...], list[tuple[str, str]]] = {}
         self.integer_keys = integer_keys(physical, table.primary_key)
         self.restarts = 0
+
+    def _checks(self, batch: BatchQuery) -> list[tuple[str, str]]:
+        layout = batch.tables[0]  # every table of a batch has one layout
+        key = (layout.columns, layout.sources)
+        if key not in self.checks:
+            self.checks[key] = row_checks(self.table, layout)
+        return self.checks[key]
 
     def _scope(self, day: dt.date, batch: BatchQuery) -> RowScope:
         return RowScope(_SCOPE_COLUMNS, tuple((day, self.shard, t.name) for t in batch.tables))
@@ -194,7 +199,7 @@ class _PartitionLoader:
             data,
             logical_table=self.table.name,
             key_columns=keys,
-            checks=self.checks,
+            checks=self._checks(chunk.batch),
             duplicates=duplicates,
         )
         scope = self._scope(day, chunk.batch)
