@@ -76,3 +76,10 @@ bench-anomaly: | $(UV)
 .PHONY: bench-load
 bench-load: install
 	$(VENV)/bin/python bench/load.py $(BENCH_ARGS)
+
+# Property-based fuzzing of shard ingestion on the local MariaDB (127.0.0.1:3306, root): 300
+# random client schemas and rows (tests/test_ingest_properties.py; `make test` runs the seeded
+# 20-example "ci" profile). Options pass through, e.g. FUZZ_ARGS="--hypothesis-seed=7".
+.PHONY: fuzz-ingest
+fuzz-ingest: install
+	HYPOTHESIS_PROFILE=nightly $(VENV)/bin/pytest tests/test_ingest_properties.py $(FUZZ_ARGS)

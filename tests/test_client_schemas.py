@@ -97,6 +97,9 @@ TYPES = [
     ("d_wide DECIMAL(65, 30)", "1.5", "1.500000000000000000000000000000"),
     ("d_money DECIMAL(10, 2)", "-12.3", "-12.30"),
     ("f FLOAT", "1.5", "1.5"),
+    # The value FLOAT stores (123456792), not the cast's 6 significant digits (123457000).
+    ("f_big FLOAT", "123456789", "123456792"),
+    ("d_tiny DECIMAL(5, 5)", "-0.00001", "-0.00001"),  # not cut by the UNION
     ("dbl DOUBLE", "0.1", "0.1"),
     ("b1 BIT(1)", "b'1'", "1"),
     ("b8 BIT(8)", "b'10000001'", "129"),

@@ -76,8 +76,8 @@ def test_union_query_text() -> None:
     # Binary as bytes (UTF-8 is checked at ingestion), anything that could break the driver as
     # text rendered by the server (text columns are read as they are).
     columns = (
-        "CAST(`order_id` AS CHAR) AS `order_id`, `payload` AS `payload`, "
-        "CAST(`updated_at` AS CHAR) AS `updated_at`"
+        "CAST(`order_id` AS CHAR(100)) AS `order_id`, `payload` AS `payload`, "
+        "CAST(`updated_at` AS CHAR(100)) AS `updated_at`"
     )
     summary = "CAST(COUNT(*) AS CHAR), CAST(COALESCE(SUM(`order_id`), 0) AS CHAR)"
     assert sql.split("\nUNION ALL\n") == [

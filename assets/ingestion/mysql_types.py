@@ -20,8 +20,9 @@ class _Type:
     # the driver.
     native_text: bool = False
     # Where `CAST(x AS CHAR)` would not give the value's meaning, how the server renders it:
-    # `number` (BIT: its unsigned value, `x + 0`; the cast gives raw bytes such as '\x01') or
-    # `wkt` (spatial: `ST_AsText(x)`; the cast gives the internal binary format).
+    # `number` (BIT: its unsigned value, `x + 0`; the cast gives raw bytes such as '\x01'),
+    # `float` (FLOAT: through DOUBLE, since the cast keeps 6 significant digits and 123456792
+    # would read 123457000) or `wkt` (spatial: `ST_AsText(x)`, not the internal format).
     render: str | None = None
 
 
@@ -35,7 +36,7 @@ _TYPES = {
     "bit": _Type("integer", "integer", render="number"),
     "decimal": _Type("number", "decimal"),
     "numeric": _Type("number", "decimal"),
-    "float": _Type("number"),
+    "float": _Type("number", render="float"),
     "double": _Type("number"),
     "real": _Type("number"),
     "char": _Type("text", native_text=True),
@@ -104,7 +105,7 @@ def row_check(declared: str) -> str | None:
 
 
 def rendering(declared: str) -> str | None:
-    """`number`, `wkt`, or None for a type the server renders with a plain cast (`_Type`)."""
+    """`number`, `float`, `wkt`, or None for a type the server renders with a plain cast."""
     known = _TYPES.get(_base(declared))
     return known.render if known else None
 

@@ -96,22 +96,34 @@ def _key_sum_expression(dialect: _Dialect, table: PhysicalTable, read: ReadWindo
     return " + ".join(terms) or "0"
 
 
+# MariaDB sizes a `CAST(x AS CHAR)` from x's type and cuts longer text to that size once the
+# column is unioned with other SELECTs (`-0.00001` of a DECIMAL(5, 5) read `-0.0000`): numbers
+# and times are cast to a size that holds any of them (DECIMAL(65, 30) is 67 characters).
+_BOUNDED_FAMILIES = frozenset({"integer", "number", "temporal"})
+
+
 def _select_list(dialect: _Dialect, table: PhysicalTable) -> str:
     columns = []
     for name, declared in table.columns:
         source = dialect.quote(_source(table, name))
         alias = dialect.quote(name)
+        family = type_family(declared)
+        text = dialect.text_type
+        if dialect.name == "mysql" and family in _BOUNDED_FAMILIES:
+            text = f"{text}(100)"
         render = rendering(declared) if dialect.name == "mysql" else None
-        if type_family(declared) == "binary":
+        if family == "binary":
             columns.append(f"{source} AS {alias}")  # bytes: UTF-8 is checked at ingestion
         elif dialect.name == "mysql" and read_as_text(declared):
             columns.append(f"{source} AS {alias}")  # text as stored: no conversion per value
         elif render == "number":
-            columns.append(f"CAST({source} + 0 AS {dialect.text_type}) AS {alias}")
+            columns.append(f"CAST({source} + 0 AS {text}) AS {alias}")
+        elif render == "float":
+            columns.append(f"CAST(CAST({source} AS DOUBLE) AS {text}) AS {alias}")
         elif render == "wkt":
             columns.append(f"ST_AsText({source}) AS {alias}")
         else:
-            columns.append(f"CAST({source} AS {dialect.text_type}) AS {alias}")
+            columns.append(f"CAST({source} AS {text}) AS {alias}")
     return ", ".join(columns)
 
 
