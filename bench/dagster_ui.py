@@ -223,7 +223,12 @@ def webserver_with_code_server(
     bin_dir: Path, location: Path, env: dict[str, str], log: Path, name: str = "location"
 ) -> Served:
     """A code server (`dagster code-server start`) and a webserver reading it through a
-    workspace file, as a deployment runs them."""
+    workspace file, as a deployment runs them. The instance in DAGSTER_HOME is created first, as
+    a deployment's is: two processes creating a fresh SQLite instance at once race on its
+    schema ("table alembic_version already exists")."""
+    subprocess.run(
+        [str(bin_dir / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True
+    )
     port, grpc_port = free_port(), free_port()
     workspace = location.with_name(f"{location.stem}_workspace.yaml")
     workspace.write_text(
