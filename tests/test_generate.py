@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
 from pipelines.generate import cleansing, files, partners, source_requests
+from pipelines.generate.cleansing import _row_texts
 from pipelines.generate.csvfiles import MetadataError
 from resources.settings import REPO_ROOT
 
@@ -392,3 +394,14 @@ def test_no_mart_depends_on_cleansing_secret() -> None:
                 if parent not in seen:
                     seen.add(parent)
                     stack.append(parent)
+
+
+def test_tables_share_models_only_when_their_cells_are_equal() -> None:
+    """Tables are grouped by the text of their rule cells: a cell holding the separators of
+    that text cannot make two different rows look equal."""
+    # Two rows of one file: joined as they are, both would read "a|b|c|".
+    one, other = _row_texts([pa.array(["a\x1fb", "a"]), pa.array(["c", "b\x1fc"])]).to_pylist()
+    assert one != other
+    # Escaped, a backslash is escaped too.
+    one, other = _row_texts([pa.array(["a\\u", "a\x1f"])]).to_pylist()
+    assert one != other

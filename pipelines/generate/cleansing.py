@@ -34,7 +34,7 @@ import yaml
 from assets.gc_pause import collector_paused
 from pipelines.generate.csvfiles import CsvFile, Problems, Record, read_csv
 from pipelines.generate.render import TEMPLATES, header, one_line, template, yaml_text
-from resources.identifiers import InvalidIdentifierError, validate_identifier
+from resources.identifiers import IDENTIFIER_PATTERN
 
 COMMAND = "cleansing"
 INPUTS = "metadata/*.csv"
@@ -137,15 +137,24 @@ def _load(metadata: Path, problems: Problems) -> dict[str, CsvFile]:
     }
 
 
-# Separators of the cells (unit) and rows (record) in a table's shape text; cells are escaped so
-# that the text of different rows can never be equal.
+# Separators of the cells (unit) and rows (record) in a table's shape text.
 _UNIT, _RECORD = "\x1f", "\x1e"
 
 
-def _escaped(cells: pa.Array) -> pa.Array:
-    for plain, escaped in (("\\", "\\\\"), (_UNIT, "\\u"), (_RECORD, "\\r")):
-        cells = pc.replace_substring(cells, plain, escaped)
-    return cells
+def _row_texts(cells: list[pa.Array]) -> pa.Array:
+    """Each row's cells joined by the unit separator and ending with one (so no rows and one
+    empty row differ). Texts are equal only when the cells are: if a cell holds a separator,
+    every cell is escaped first (backslash included) and joined again."""
+    rows = pc.binary_join_element_wise(*cells, pa.scalar(""), _UNIT)
+    separators = pc.sum(pc.count_substring(rows, _UNIT)).as_py() or 0
+    if separators == len(rows) * len(cells) and not pc.any(pc.match_substring(rows, _RECORD)):
+        return rows
+    escaped = []
+    for column in cells:
+        for plain, escape in (("\\", "\\\\"), (_UNIT, "\\u"), (_RECORD, "\\r")):
+            column = pc.replace_substring(column, plain, escape)
+        escaped.append(column)
+    return pc.binary_join_element_wise(*escaped, pa.scalar(""), _UNIT)
 
 
 class _TableRows:
@@ -157,19 +166,17 @@ class _TableRows:
         self.file = file
         encoded = pc.dictionary_encode(file.column("table"))
         self.codes = encoded.indices.to_numpy(zero_copy_only=False)
-        self.names: list[str] = encoded.dictionary.to_pylist()  # in order of first row
+        self.dictionary = encoded.dictionary  # the table names, in order of first row
         self.order = pc.sort_indices(encoded.indices).to_numpy()  # stable: file order kept
-        counts = np.bincount(self.codes, minlength=len(self.names))
-        self.offsets = np.concatenate([[0], np.cumsum(counts)])
-        self.code = {name: i for i, name in enumerate(self.names)}
+        self.counts = np.bincount(self.codes, minlength=len(self.dictionary))
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
+        self.code = {name: i for i, name in enumerate(self.dictionary.to_pylist())}
         skip = {file.index["table"], file.index.get("description")}
-        cells = [_escaped(c) for i, c in enumerate(file.columns) if i not in skip]
-        # Each row's text ends with the unit separator, so zero rows and one empty row differ.
-        rows = pc.binary_join_element_wise(*cells, pa.scalar(""), _UNIT)
+        rows = _row_texts([c for i, c in enumerate(file.columns) if i not in skip])
         per_table = pa.ListArray.from_arrays(
             pa.array(self.offsets, pa.int32()), rows.take(pa.array(self.order))
         )
-        self.shapes: list[str] = pc.binary_join(per_table, _RECORD).to_pylist()
+        self.shapes = pc.binary_join(per_table, _RECORD)
 
     def indices(self, table: str) -> np.ndarray:
         """Row indices of one table, in file order (none for a table not in the file)."""
@@ -181,30 +188,31 @@ class _TableRows:
     def rows(self, table: str) -> list[tuple[int, list[str]]]:
         return self.file.rows(self.indices(table))
 
-    def shape(self, table: str) -> str:
-        code = self.code.get(table)
-        return "" if code is None else self.shapes[code]
+    def first_rows(self, tables: pa.Array) -> np.ndarray:
+        """The index of each table's first row (every table must be in the file)."""
+        codes = pc.index_in(tables, value_set=self.dictionary).to_numpy()
+        return self.order[self.offsets[codes]]
 
-    def checked_names(self, problems: Problems, valid: set[str]) -> set[str]:
+    def shapes_of(self, tables: pa.Array) -> list[str]:
+        """Each table's shape text ("" for a table not in the file)."""
+        codes = pc.index_in(tables, value_set=self.dictionary)
+        return pc.fill_null(self.shapes.take(codes), "").to_pylist()
+
+    def repeated(self) -> set[str]:
+        """Tables with more than one row."""
+        return set(self.dictionary.take(np.flatnonzero(self.counts > 1)).to_pylist())
+
+    def checked_names(self, problems: Problems) -> set[str]:
         """The valid table names; an invalid one is a problem at the first row of each run of
-        rows that names it (`valid` holds names already checked in other files)."""
-        invalid = set()
-        for code, name in enumerate(self.names):
-            if name not in valid and not _identifier(name):
-                invalid.add(code)
-        valid.update(name for code, name in enumerate(self.names) if code not in invalid)
-        if invalid:
+        rows that names it."""
+        valid = pc.match_substring_regex(self.dictionary, IDENTIFIER_PATTERN).to_numpy(
+            zero_copy_only=False
+        )
+        if not valid.all():
             starts = np.flatnonzero(np.r_[True, self.codes[1:] != self.codes[:-1]])
-            for line, values in self.file.rows([i for i in starts if self.codes[i] in invalid]):
+            for line, values in self.file.rows(starts[~valid[self.codes[starts]]]):
                 self.file.identifier(Record(self.file, line, values), "table", problems, "table")
-        return {name for code, name in enumerate(self.names) if code not in invalid}
-
-
-def _identifier(name: str) -> bool:
-    try:
-        return bool(name) and validate_identifier(name) == name
-    except InvalidIdentifierError:
-        return False
+        return set(self.dictionary.filter(pa.array(valid)).to_pylist())
 
 
 def _columns(
@@ -351,42 +359,44 @@ def build_shapes(metadata: Path) -> list[Shape]:
     problems = Problems()
     files = _load(metadata, problems)
     problems.raise_if_any()
-    valid: set[str] = set()
     grouped = {kind: _TableRows(file) for kind, file in files.items()}
-    names = {kind: rows.checked_names(problems, valid) for kind, rows in grouped.items()}
+    names = {kind: rows.checked_names(problems) for kind, rows in grouped.items()}
     tables = names["columns"]
     for kind in _RULES:
         rows = grouped[kind]
         single = kind in _SINGLE_ROW
-        for table in sorted(names[kind]):
+        # Only tables with a problem: unknown ones, and single-row rules given twice.
+        for table in sorted((names[kind] - tables) | (rows.repeated() if single else set())):
             if table not in tables:
                 for line in files[kind].lines[rows.indices(table)]:
                     problems.add(
                         files[kind].where(int(line), "table"),
                         f"unknown table {table!r} (not in metadata/columns.csv)",
                     )
-            elif single and len(indices := rows.indices(table)) > 1:
-                first, *more = files[kind].lines[indices]
+            elif table in names[kind]:
+                first, *more = files[kind].lines[rows.indices(table)]
                 for line in more:
                     problems.add(
                         files[kind].where(int(line), "table"),
                         f"duplicate rule for {table} (first at line {first})",
                     )
-    for table in sorted(tables - names["tables"]):
+    undescribed = pa.array(sorted(tables - names["tables"]), pa.string())
+    for table, row in zip(
+        undescribed.to_pylist(), grouped["columns"].first_rows(undescribed), strict=True
+    ):
         problems.add(
-            files["columns"].where(
-                int(files["columns"].lines[grouped["columns"].indices(table)[0]]), "table"
-            ),
+            files["columns"].where(int(files["columns"].lines[row]), "table"),
             f"table {table!r} has no row in metadata/tables.csv (source, timezone, key)",
         )
 
     def rows_of(table: str) -> dict[str, list[tuple[int, list[str]]]]:
         return {kind: grouped[kind].rows(table) if table in names[kind] else [] for kind in files}
 
+    described = pa.array(sorted(tables & names["tables"]), pa.string())
+    keys = zip(*(grouped[kind].shapes_of(described) for kind in files), strict=True)
     shapes: dict[tuple, list[str]] = defaultdict(list)
-    for table in sorted(tables & names["tables"]):
-        shapes[tuple(grouped[kind].shape(table) for kind in files)].append(table)
-    descriptions = grouped["tables"]
+    for table, key in zip(described.to_pylist(), keys, strict=True):
+        shapes[key].append(table)
     description = files["tables"].column("description")
     result = []
     for same in shapes.values():
@@ -396,19 +406,10 @@ def build_shapes(metadata: Path) -> list[Shape]:
             for table in same[1:]:  # each table's own positions
                 _table_models(table, rows_of(table), files, problems)
             continue
-        firsts = [int(descriptions.indices(table)[0]) for table in same[1:]]
-        result.append(
-            Shape(
-                first,
-                list(
-                    zip(
-                        same[1:],
-                        description.take(pa.array(firsts, pa.int64())).to_pylist(),
-                        strict=True,
-                    )
-                ),
-            )
-        )
+        others = pa.array(same[1:], pa.string())
+        rows = pa.array(grouped["tables"].first_rows(others), pa.int64())
+        descriptions = description.take(rows).to_pylist()
+        result.append(Shape(first, list(zip(same[1:], descriptions, strict=True))))
     problems.raise_if_any()
     return result
 
@@ -709,14 +710,17 @@ def render(metadata: Path) -> dict[str, str]:
         quote = one_line if suffix == "sql" else yaml_text
         token = quote(DESCRIPTION_TOKEN)
         for shape in shapes:
+            # The first table's own (name, description), then the others of its shape.
+            tables = [(shape.models[0].table, shape.models[0].description), *shape.tables]
             for model, text in zip(shape.models, texts, strict=False):
                 folder = OUTPUT_DIRS[model.secret]
-                files[f"{folder}/{model.name}.{suffix}"] = first + text.replace(
-                    TABLE_TOKEN, model.table
-                ).replace(token, quote(model.description))
-                for table, description in shape.tables:
+                body = first + text
+                # Only a model that shows its table's description has the stand-in.
+                described = token in body
+                for table, description in tables:
                     name = model.name.replace(model.table, table, 1)
-                    files[f"{folder}/{name}.{suffix}"] = first + text.replace(
-                        TABLE_TOKEN, table
-                    ).replace(token, quote(description))
+                    out = body.replace(TABLE_TOKEN, table)
+                    if described:
+                        out = out.replace(token, quote(description))
+                    files[f"{folder}/{name}.{suffix}"] = out
     return files
