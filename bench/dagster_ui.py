@@ -2,8 +2,8 @@
 
 Used by `make bench-load` (time until the asset graph is served, peak RSS per process, one
 asset's lineage) and by tests/test_ui_scale.py (a code location of thousands of models served by
-a webserver with a separate code server). Standard library only: the test suite runs without
-the bench dependency group.
+a webserver with a separate code server). Needs only the standard library and dagster: the test
+suite runs without the bench dependency group.
 
 Each `Served` runs its processes in one new process group and stops exactly that group.
 """
@@ -226,9 +226,10 @@ def webserver_with_code_server(
     workspace file, as a deployment runs them. The instance in DAGSTER_HOME is created first, as
     a deployment's is: two processes creating a fresh SQLite instance at once race on its
     schema ("table alembic_version already exists")."""
-    subprocess.run(
-        [str(bin_dir / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True
-    )
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        instance.get_runs(limit=1)  # storage is created when first used
     port, grpc_port = free_port(), free_port()
     workspace = location.with_name(f"{location.stem}_workspace.yaml")
     workspace.write_text(

@@ -17,6 +17,7 @@ from dagster._serdes import serialize_value
 from dagster_dbt import DbtProject
 
 from assets.dbt_models import layers, specs_cache
+from assets.dbt_models.project import dbt_cli
 from bench.dagster_ui import read_env_file, webserver_with_code_server
 from resources.settings import REPO_ROOT
 from tests.scale_project import copy_models, generated_project
@@ -63,11 +64,19 @@ def scale(tmp_path_factory: pytest.TempPathFactory) -> dict:
         for node in manifest["nodes"].values()
         if node["resource_type"] in ("model", "snapshot")
     }
-    return {"work": work, "env": env, "project": project, "location": location, "models": models}
+    stages = layers.build_stages(project)
+    return {
+        "work": work,
+        "env": env,
+        "project": project,
+        "stages": stages,
+        "location": location,
+        "models": models,
+    }
 
 
 def test_every_model_belongs_to_one_stage_staging_included(scale: dict) -> None:
-    stages = layers.build_stages(scale["project"])
+    stages = scale["stages"]
     keys = [tuple(spec.key.path) for assets in stages.assets for spec in assets.specs]
     assert len(keys) == len(set(keys))  # no model in two stages
     assert set(keys) == scale["models"]  # none left out
@@ -92,7 +101,9 @@ def test_webserver_with_code_server_serves_every_model(scale: dict) -> None:
 
 def test_the_grpc_limits_hold_ten_thousand_models(scale: dict) -> None:
     """deploy/dagster.env raises both gRPC caps above what 10,000 models of this shape send."""
-    defs = dg.Definitions(assets=layers.build_stages(scale["project"]).assets)
+    defs = dg.Definitions(
+        assets=scale["stages"].assets, resources={"dbt": dbt_cli(scale["project"])}
+    )
     # What the code server sends the webserver (the job snapshots follow in their own calls).
     snapshot = serialize_value(
         RepositorySnap.from_def(defs.get_repository_def(), defer_snapshots=True)
