@@ -24,6 +24,7 @@ from pipelines.generate import cleansing, files, partners, source_requests
 from pipelines.generate.cleansing import _row_texts
 from pipelines.generate.csvfiles import MetadataError
 from resources.settings import REPO_ROOT
+from tests.dbt_projects import project_with
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "generate"
 METADATA = FIXTURES / "metadata"
@@ -291,27 +292,12 @@ create table lake.events as select * from (values
     _business_day, _loaded_at);
 """
 
-_SOURCES = """version: 2
-sources:
-  - name: lake
-    schema: lake
-    tables: [{name: accounts}, {name: events}]
-"""
-
 
 def test_generated_models_build_on_duckdb(tmp_path: Path) -> None:
     """Real dbt: cleansing, cleansing_secret (incremental) and partner marts build, tests pass,
     and the partner sees only its rows and no PII."""
     project = tmp_path / "dbt"
-    (project / "models").mkdir(parents=True)
-    for part in ("dbt_project.yml", "profiles.yml"):
-        shutil.copy(REPO_ROOT / "dbt_project" / part, project / part)
-    for part in ("macros", "tests/generic"):
-        shutil.copytree(REPO_ROOT / "dbt_project" / part, project / part)
-    (project / "models" / "lake.yml").write_text(_SOURCES)
-    for relative, text in {**cleansing.render(METADATA), **partners.render(METADATA, "7")}.items():
-        (project / relative).parent.mkdir(parents=True, exist_ok=True)
-        (project / relative).write_text(text)
+    project_with(project, {**cleansing.render(METADATA), **partners.render(METADATA, "7")})
     database = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(database)) as conn:
         conn.execute(_LAKE)

@@ -20,7 +20,7 @@ from assets.dbt_models import layers, specs_cache
 from assets.dbt_models.project import dbt_cli
 from bench.dagster_ui import read_env_file, webserver_with_code_server
 from resources.settings import REPO_ROOT
-from tests.scale_project import copy_models, generated_project
+from tests.dbt_projects import copy_models, generated_project
 
 COPIES = 500  # of each of the 2 cleansing models: 1,000 models, 1,000 sources, 4,000 tests
 STAGING = {("staging", "stg_helpdesk__tickets"), ("staging", "stg_helpdesk__satisfaction")}

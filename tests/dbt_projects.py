@@ -1,4 +1,5 @@
-"""A dbt project of thousands of generated models, made in seconds for tests at scale.
+"""dbt projects of generated models for tests: the repository's settings and macros with the
+generators' output, and (for tests at scale) thousands of models made in seconds.
 
 `dbt parse` costs ~40 ms per model here (minutes for thousands), while Dagster reads only the
 manifest. So the generators render a few real models (cleansing from the test metadata, staging
@@ -19,7 +20,7 @@ from resources.settings import REPO_ROOT
 
 METADATA = REPO_ROOT / "tests" / "fixtures" / "generate" / "metadata"
 REQUEST_FORM = REPO_ROOT / "metadata" / "examples" / "request_helpdesk.csv"
-_LAKE_SOURCES = """version: 2
+LAKE_SOURCES = """version: 2
 sources:
   - name: lake
     schema: lake
@@ -27,22 +28,26 @@ sources:
 """
 
 
-def generated_project(project: Path, env: dict[str, str]) -> dict:
-    """The repository's dbt settings and macros with generated cleansing and staging models,
-    parsed; returns the manifest."""
+def project_with(project: Path, files: dict[str, str]) -> None:
+    """The repository's dbt settings, macros and generic tests, the test metadata's lake
+    sources and `files` ({path in the project: text})."""
     (project / "models").mkdir(parents=True)
     for part in ("dbt_project.yml", "profiles.yml"):
         shutil.copy(REPO_ROOT / "dbt_project" / part, project / part)
     for part in ("macros", "tests/generic"):
         shutil.copytree(REPO_ROOT / "dbt_project" / part, project / part)
-    (project / "models" / "lake.yml").write_text(_LAKE_SOURCES)
-    rendered = {
-        **cleansing.render(METADATA),
-        **source_requests.render([REQUEST_FORM], REPO_ROOT),
-    }
-    for relative, text in rendered.items():
+    (project / "models" / "lake.yml").write_text(LAKE_SOURCES)
+    for relative, text in files.items():
         (project / relative).parent.mkdir(parents=True, exist_ok=True)
         (project / relative).write_text(text)
+
+
+def generated_project(project: Path, env: dict[str, str]) -> dict:
+    """Generated cleansing and staging models in a project, parsed; returns the manifest."""
+    project_with(
+        project,
+        {**cleansing.render(METADATA), **source_requests.render([REQUEST_FORM], REPO_ROOT)},
+    )
     dbt = str(Path(sys.executable).with_name("dbt"))
     subprocess.run(
         [dbt, "parse", "--quiet", "--project-dir", str(project), "--profiles-dir", str(project)],
