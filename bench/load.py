@@ -167,6 +167,11 @@ def _ui(
     home = work / f"dagster_home_{mode}_{location}"  # a fresh instance for every start
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir()
+    # `dagster dev` gives its code server 180 s to start by default: plain @dbt_assets at 10,000
+    # models takes longer ("Timed out waiting for gRPC server to start"), so both get --timeout.
+    (home / "dagster.yaml").write_text(
+        f"code_servers:\n  local_startup_timeout: {int(timeout)}\ntelemetry:\n  enabled: false\n"
+    )
     ui_env = {
         **env,
         "DAGSTER_HOME": str(home),
@@ -268,13 +273,14 @@ def _prepared(work: Path, models: int, timeout: float) -> dict:
     return {**prepared, "reused": False}
 
 
-def measure_size(models: int, base: Path, timeout: float, ui: bool) -> dict:
+def measure_size(models: int, base: Path, timeout: float, ui: bool, validate: bool) -> dict:
     work = base / f"n{models}"
     result = {"models": models, **_prepared(work, models, timeout)}
     shutil.rmtree(work / "dagster_home", ignore_errors=True)  # no state from an earlier run
     env = _env(work)
-    result["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    for location in ("plain", "minato"):
+    if validate:  # named apart: a later --skip-validate run keeps it
+        result["validate_load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    for location in ("plain", "minato") if validate else ():
         result[f"{location}_import_s"] = round(_import_s(location, env, work, timeout), 2)
         try:
             wall, rss = _timed_with_rss(
@@ -287,8 +293,9 @@ def measure_size(models: int, base: Path, timeout: float, ui: bool) -> dict:
             wall, rss = None, None
         result[f"{location}_load_s"] = None if wall is None else round(wall, 2)
         result[f"{location}_peak_rss_mb"] = None if rss is None else round(rss)
-    plain, minato = result["plain_load_s"], result["minato_load_s"]
-    result["load_ratio"] = round(minato / plain, 3) if plain and minato else None
+    if validate:
+        plain, minato = result["plain_load_s"], result["minato_load_s"]
+        result["load_ratio"] = round(minato / plain, 3) if plain and minato else None
     result["timeout_s"] = timeout
     if ui:
         # Interleaved, so both contenders see similar load; `dagster dev` first, as a user.
@@ -306,7 +313,9 @@ def measure_size(models: int, base: Path, timeout: float, ui: bool) -> dict:
     return result
 
 
-def _report(args: argparse.Namespace, started: dt.datetime, load_before: tuple, part: dict) -> dict:
+def _report(
+    args: argparse.Namespace, started: dt.datetime, load_before: tuple, part: dict, earlier: dict
+) -> dict:
     """This run's report; with --update, merged into the existing one (the parts this run did
     not measure are kept, and every run that contributed is listed with its command)."""
     commit = subprocess.run(
@@ -321,18 +330,22 @@ def _report(args: argparse.Namespace, started: dt.datetime, load_before: tuple, 
         "load_average_at_start": [round(x, 2) for x in load_before],
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    report = {"results": [], "runs": []}
-    if args.update and args.output.exists():
-        report = json.loads(args.output.read_text())
+    report = json.loads(json.dumps(earlier)) if earlier else {"results": [], "runs": []}
     report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    runs = report.get("runs", [])
     if "results" in part:
-        fresh = {r["models"]: r for r in part["results"]}
-        kept = [r for r in report.get("results", []) if r["models"] not in fresh]
-        report["results"] = sorted([*kept, *fresh.values()], key=lambda r: r["models"])
+        # Per size, this run's values replace the same keys; `runs` lists who measured it.
+        rows = {r["models"]: r for r in report.get("results", [])}
+        for fresh in part["results"]:
+            row = rows.setdefault(fresh["models"], {"runs": []})
+            # A row written before rows named their runs came from every earlier run.
+            earlier_runs = row.get("runs", list(range(len(runs))))
+            row.update({**fresh, "runs": [*earlier_runs, len(runs)]})
+        report["results"] = sorted(rows.values(), key=lambda r: r["models"])
     if "generator_100k_s" in part:
         report["generator_tables"] = args.generator_tables
         report["generator_100k_s"] = part["generator_100k_s"]
-    report["runs"] = [*report.get("runs", []), run] if args.update else [run]
+    report["runs"] = [*runs, run]
     return report
 
 
@@ -341,6 +354,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,5000,10000", help="Empty: no size.")
     parser.add_argument("--generator-tables", type=int, default=100_000, help="0: skip.")
     parser.add_argument("--skip-ui", action="store_true", help="Do not start the UI.")
+    parser.add_argument(
+        "--skip-validate", action="store_true", help="No import or validate timings."
+    )
     parser.add_argument("--timeout", type=float, default=900, help="Seconds per subprocess.")
     parser.add_argument("--keep", action="store_true", help="Keep the work directory.")
     parser.add_argument("--work-dir", type=Path, help="Keep and reuse parsed projects here.")
@@ -353,10 +369,12 @@ def main() -> None:
     load_before = os.getloadavg()
     started = dt.datetime.now(dt.UTC)
     part: dict = {}
+    # What --update merges into: the results as they were before this run.
+    earlier = json.loads(args.output.read_text()) if args.update and args.output.exists() else {}
 
     def write() -> None:  # after each part, so a run stopped later keeps what it measured
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        report = _report(args, started, load_before, part)
+        report = _report(args, started, load_before, part, earlier)
         args.output.write_text(json.dumps(report, indent=2) + "\n")
 
     try:
@@ -367,7 +385,7 @@ def main() -> None:
             write()
         for n in filter(None, args.sizes.split(",")):
             part.setdefault("results", []).append(
-                measure_size(int(n), base, args.timeout, not args.skip_ui)
+                measure_size(int(n), base, args.timeout, not args.skip_ui, not args.skip_validate)
             )
             write()
     finally:
