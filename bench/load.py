@@ -195,6 +195,7 @@ def _ui(
             raise RuntimeError(f"{location}: {key} has no upstream in the served graph")
         return {
             "ready_s": round(ready_s, 2),
+            "error": None,  # replaces an earlier run's error when merged with --update
             "lineage_s": round(lineage_s, 3),
             "peak_rss_mb": served.peak_rss_mb(),
             "load_1m": round(load, 2),
