@@ -315,13 +315,15 @@ def measure_size(models: int, base: Path, timeout: float, ui: bool, validate: bo
 
 
 def _report(
-    args: argparse.Namespace, started: dt.datetime, load_before: tuple, part: dict, earlier: dict
+    args: argparse.Namespace,
+    started: dt.datetime,
+    commit: str,
+    load_before: tuple,
+    part: dict,
+    earlier: dict,
 ) -> dict:
     """This run's report; with --update, merged into the existing one (the parts this run did
     not measure are kept, and every run that contributed is listed with its command)."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
     run = {
         "started": started.isoformat(timespec="seconds"),
         "commit": commit,
@@ -369,13 +371,17 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     started = dt.datetime.now(dt.UTC)
+    # The code measured is the code at the start (a report is written after each size).
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     part: dict = {}
     # What --update merges into: the results as they were before this run.
     earlier = json.loads(args.output.read_text()) if args.update and args.output.exists() else {}
 
     def write() -> None:  # after each part, so a run stopped later keeps what it measured
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        report = _report(args, started, load_before, part, earlier)
+        report = _report(args, started, commit, load_before, part, earlier)
         args.output.write_text(json.dumps(report, indent=2) + "\n")
 
     try:
