@@ -373,7 +373,7 @@ def build_shapes(metadata: Path) -> list[Shape]:
                         files[kind].where(int(line), "table"),
                         f"unknown table {table!r} (not in metadata/columns.csv)",
                     )
-            elif table in names[kind]:
+            else:  # repeated: a name valid in columns.csv is valid here too
                 first, *more = files[kind].lines[rows.indices(table)]
                 for line in more:
                     problems.add(

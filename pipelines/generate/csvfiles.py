@@ -58,9 +58,6 @@ class CsvFile:
     def empty(cls, display: str, header: list[str]) -> "CsvFile":
         return cls(display, header, [pa.array([], pa.string()) for _ in header], np.zeros(0, int))
 
-    def __len__(self) -> int:
-        return len(self.lines)
-
     def column(self, name: str) -> pa.Array:
         return self.columns[self.index[name]]
 
@@ -162,7 +159,9 @@ def _columns_fast(path: Path) -> tuple[list[str], list[pa.Array]] | None:
     return [name.strip() for name in table.column_names], columns
 
 
-def _columns_slow(path: Path, display: str):
+def _columns_slow(
+    path: Path, display: str
+) -> tuple[list[str], list[pa.Array], np.ndarray, list[tuple[str, str]]]:
     """The same through the csv module, which reads any CSV and knows each row's line; also
     the problems of rows longer than the header."""
     with path.open(newline="", encoding="utf-8-sig") as f:
