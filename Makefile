@@ -5,6 +5,10 @@ PYTHON ?= python3
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV := $(CURDIR)/.venv
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# What every Dagster process needs beyond its defaults (gRPC message limits for thousands of dbt
+# models): deploy/dagster.env, shared with deployments.
+include deploy/dagster.env
+export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' deploy/dagster.env)
 
 .PHONY: install demo test dev manifest lint bootstrap-uv clean
 

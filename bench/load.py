@@ -11,11 +11,19 @@ repository's dbt_project/):
      the mechanism the real code location uses; its spec cache is built once first, as
      `minato manifest` does at build time (timed apart: `minato_cache_build_s`);
 3. per location: module import time, `dagster definitions validate` wall time and peak RSS;
-   for Minato also the time until `dagster dev` serves the asset graph (GraphQL `assetNodes`
-   returns every model), started in its own process group and stopped by killing that group.
+4. per location, the UI (bench/dagster_ui.py): seconds from starting `dagster dev`, and apart a
+   `dagster code-server start` with a `dagster-webserver` reading it (as a deployment runs
+   them), until GraphQL `assetNodes` lists every model; the peak RSS of each process; the
+   seconds of one model's lineage query (the asset page). Both locations run with the same
+   environment: deploy/dagster.env (gRPC message limits) and gRPC timeouts of `--timeout`, so
+   neither is cut off by a default the other does not hit.
 
 Also `generator_100k_s`: rendering 100,000 tables x 20 columns of metadata in memory (and,
-apart, writing the 400,000 files). Results: bench/results/load.json.
+apart, writing the 400,000 files). Results: bench/results/load.json, rewritten after each size.
+
+`dbt parse` of 10,000 models takes minutes: `--work-dir DIR` keeps each size's parsed project in
+DIR/n<N> and reuses it on later runs (its generate/parse/cache timings are kept beside it in
+timings.json and reported again).
 """
 
 import argparse
@@ -24,17 +32,15 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load_metadata import write_metadata, write_sources
+from dagster_ui import dagster_dev, read_env_file, webserver_with_code_server
+from load_metadata import table_names, write_metadata, write_sources
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -152,52 +158,48 @@ def _cache_build_s(env: dict[str, str], cwd: Path, timeout: float) -> float:
     return float(out.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ui_ready_s(location: str, models: int, env: dict[str, str], cwd: Path, timeout: float):
-    """Seconds from starting `dagster dev` until GraphQL lists every model's asset node."""
-    port = _free_port()
-    log = (cwd / f"dev_{location}.log").open("w")
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-f", f"{location}.py", "-p", str(port)],
-        env=env,
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: webserver, daemon, code server
+def _ui(
+    location: str, models: int, env: dict[str, str], work: Path, timeout: float, deployed: bool
+) -> dict:
+    """One UI start of one location: seconds until every model is served, peak RSS per
+    process, and one model's lineage query; a location that is not served gives its error."""
+    mode = "deploy" if deployed else "dev"
+    home = work / f"dagster_home_{mode}_{location}"  # a fresh instance for every start
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir()
+    # `dagster dev` gives its code server 180 s to start by default: plain @dbt_assets at 10,000
+    # models takes longer ("Timed out waiting for gRPC server to start"), so both get --timeout.
+    (home / "dagster.yaml").write_text(
+        f"code_servers:\n  local_startup_timeout: {int(timeout)}\ntelemetry:\n  enabled: false\n"
     )
-    query = json.dumps({"query": "{ assetNodes { id } }"}).encode()
-    try:
-        while time.perf_counter() - start < timeout:
-            if proc.poll() is not None:
-                raise RuntimeError(f"dagster dev exited; see {log.name}")
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/graphql",
-                    data=query,
-                    headers={"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    nodes = json.loads(response.read())["data"]["assetNodes"]
-                if len(nodes) >= models:
-                    return time.perf_counter() - start
-            except (OSError, KeyError, TypeError, ValueError):
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"dagster dev did not serve {models} asset nodes in {timeout} s")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    ui_env = {
+        **env,
+        "DAGSTER_HOME": str(home),
+        **read_env_file(REPO / "deploy" / "dagster.env"),
+        "DAGSTER_GRPC_TIMEOUT_SECONDS": str(int(timeout)),
+        "DAGSTER_REPOSITORY_GRPC_TIMEOUT_SECONDS": str(int(timeout)),
+    }
+    start = dagster_dev if not deployed else webserver_with_code_server
+    served = start(BIN, work / f"{location}.py", ui_env, work / f"{mode}_{location}.log")
+    load = os.getloadavg()[0]
+    with served:
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+            ready_s, _ = served.wait_for_models(models, timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            return {"ready_s": None, "error": str(exc)[-2000:], "load_1m": round(load, 2)}
+        # A model in the middle of the graph (both translators key it by schema and name): the
+        # asset page asks for its lineage.
+        key = ["cleansing", f"cleansing_{table_names(models)[models // 2]}"]
+        lineage_s, node = served.lineage_s(key)
+        if not node["dependencyKeys"]:
+            raise RuntimeError(f"{location}: {key} has no upstream in the served graph")
+        return {
+            "ready_s": round(ready_s, 2),
+            "error": None,  # replaces an earlier run's error when merged with --update
+            "lineage_s": round(lineage_s, 3),
+            "peak_rss_mb": served.peak_rss_mb(),
+            "load_1m": round(load, 2),
+        }
 
 
 def _project(work: Path, models: int) -> float:
@@ -235,9 +237,13 @@ def measure_generator(tables: int, work: Path, timeout: float) -> float:
     return float(out.split()[-2])
 
 
-def measure_size(models: int, base: Path, timeout: float, ui: bool) -> dict:
-    work = base / f"n{models}"
-    work.mkdir()
+def _prepared(work: Path, models: int, timeout: float) -> dict:
+    """Generate, parse and cache one size's project, or reuse the one a --work-dir run left."""
+    timings = work / "timings.json"
+    if timings.exists():
+        return {**json.loads(timings.read_text()), "reused": True}
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     env = _env(work)
     write_s = _project(work, models)
     (work / "plain.py").write_text(PLAIN)
@@ -258,13 +264,24 @@ def measure_size(models: int, base: Path, timeout: float, ui: bool) -> dict:
     )
     # Build time: translate once and cache (what `minato manifest` does for the real project).
     cache_s = _cache_build_s(env, work, timeout)
-    result = {
-        "models": models,
+    prepared = {
         "generate_write_s": round(write_s, 2),
         "dbt_parse_s": round(parse_s, 2),
         "minato_cache_build_s": round(cache_s, 2),
+        "prepared_load_1m": round(os.getloadavg()[0], 2),
     }
-    for location in ("plain", "minato"):
+    timings.write_text(json.dumps(prepared))
+    return {**prepared, "reused": False}
+
+
+def measure_size(models: int, base: Path, timeout: float, ui: bool, validate: bool) -> dict:
+    work = base / f"n{models}"
+    result = {"models": models, **_prepared(work, models, timeout)}
+    shutil.rmtree(work / "dagster_home", ignore_errors=True)  # no state from an earlier run
+    env = _env(work)
+    if validate:  # named apart: a later --skip-validate run keeps it
+        result["validate_load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    for location in ("plain", "minato") if validate else ():
         result[f"{location}_import_s"] = round(_import_s(location, env, work, timeout), 2)
         try:
             wall, rss = _timed_with_rss(
@@ -277,71 +294,124 @@ def measure_size(models: int, base: Path, timeout: float, ui: bool) -> dict:
             wall, rss = None, None
         result[f"{location}_load_s"] = None if wall is None else round(wall, 2)
         result[f"{location}_peak_rss_mb"] = None if rss is None else round(rss)
-    plain, minato = result["plain_load_s"], result["minato_load_s"]
-    result["load_ratio"] = round(minato / plain, 3) if plain and minato else None
+    if validate:
+        plain, minato = result["plain_load_s"], result["minato_load_s"]
+        result["load_ratio"] = round(minato / plain, 3) if plain and minato else None
     result["timeout_s"] = timeout
-    result["ui_ready_s"] = (
-        round(_ui_ready_s("minato", models, env, work, timeout), 2) if ui else None
-    )
+    if ui:
+        # Interleaved, so both contenders see similar load; `dagster dev` first, as a user.
+        for deployed in (False, True):
+            for location in ("minato", "plain"):
+                measured = _ui(location, models, env, work, timeout, deployed)
+                prefix = "" if location == "minato" else "plain_"
+                prefix += "deploy_" if deployed else ""
+                for name, value in measured.items():
+                    result[f"{prefix}ui_{name}"] = value
+        minato, plain = result["ui_ready_s"], result["plain_ui_ready_s"]
+        result["ui_ratio"] = round(minato / plain, 3) if minato and plain else None
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result), flush=True)
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,5000,10000")
-    parser.add_argument("--generator-tables", type=int, default=100_000)
-    parser.add_argument("--skip-ui", action="store_true", help="Do not start dagster dev.")
-    parser.add_argument("--timeout", type=float, default=900, help="Seconds per subprocess.")
-    parser.add_argument("--keep", action="store_true", help="Keep the work directory.")
-    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "load.json")
-    args = parser.parse_args()
-
-    base = Path(tempfile.mkdtemp(prefix="minato-bench-load-"))
-    load_before = os.getloadavg()
-    started = dt.datetime.now(dt.UTC)
-    try:
-        generator_s = measure_generator(args.generator_tables, base, args.timeout)
-        print(json.dumps({"generator_s": generator_s}), flush=True)
-        results = [
-            measure_size(int(n), base, args.timeout, not args.skip_ui)
-            for n in args.sizes.split(",")
-        ]
-    finally:
-        if args.keep:
-            print(f"work directory kept: {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    report = {
+def _report(
+    args: argparse.Namespace,
+    started: dt.datetime,
+    commit: str,
+    load_before: tuple,
+    part: dict,
+    earlier: dict,
+) -> dict:
+    """This run's report; with --update, merged into the existing one (the parts this run did
+    not measure are kept, and every run that contributed is listed with its command)."""
+    run = {
         "started": started.isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in load_before],
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },
         "commit": commit,
         "command": "make bench-load"
         + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else ""),
-        "generator_tables": args.generator_tables,
-        "generator_100k_s": round(generator_s, 2),
-        "results": results,
+        "measured": sorted(part),
+        "load_average_at_start": [round(x, 2) for x in load_before],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print()
-    columns = ("models", "dbt_parse_s", "plain_load_s", "minato_load_s", "load_ratio")
-    columns += ("plain_peak_rss_mb", "minato_peak_rss_mb", "ui_ready_s")
-    print(" ".join(f"{c:>18}" for c in columns))
-    for r in results:
-        print(" ".join(f"{r[c]!s:>18}" for c in columns))
-    print(
-        f"generator: {args.generator_tables} tables x 20 columns rendered in {generator_s:.1f} s "
-        f"(goal < 10 s); wrote {args.output}"
+    report = json.loads(json.dumps(earlier)) if earlier else {"results": [], "runs": []}
+    report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    runs = report.get("runs", [])
+    if "results" in part:
+        # Per size, this run's values replace the same keys; `runs` lists who measured it.
+        rows = {r["models"]: r for r in report.get("results", [])}
+        for fresh in part["results"]:
+            row = rows.setdefault(fresh["models"], {"runs": []})
+            # A row written before rows named their runs came from every earlier run.
+            earlier_runs = row.get("runs", list(range(len(runs))))
+            row.update({**fresh, "runs": [*earlier_runs, len(runs)]})
+        report["results"] = sorted(rows.values(), key=lambda r: r["models"])
+    if "generator_100k_s" in part:
+        report["generator_tables"] = args.generator_tables
+        report["generator_100k_s"] = part["generator_100k_s"]
+    report["runs"] = [*runs, run]
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,5000,10000", help="Empty: no size.")
+    parser.add_argument("--generator-tables", type=int, default=100_000, help="0: skip.")
+    parser.add_argument("--skip-ui", action="store_true", help="Do not start the UI.")
+    parser.add_argument(
+        "--skip-validate", action="store_true", help="No import or validate timings."
     )
+    parser.add_argument("--timeout", type=float, default=900, help="Seconds per subprocess.")
+    parser.add_argument("--keep", action="store_true", help="Keep the work directory.")
+    parser.add_argument("--work-dir", type=Path, help="Keep and reuse parsed projects here.")
+    parser.add_argument("--update", action="store_true", help="Merge into the existing output.")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "load.json")
+    args = parser.parse_args()
+
+    base = args.work_dir or Path(tempfile.mkdtemp(prefix="minato-bench-load-"))
+    base.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    started = dt.datetime.now(dt.UTC)
+    # The code measured is the code at the start (a report is written after each size).
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    part: dict = {}
+    # What --update merges into: the results as they were before this run.
+    earlier = json.loads(args.output.read_text()) if args.update and args.output.exists() else {}
+
+    def write() -> None:  # after each part, so a run stopped later keeps what it measured
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        report = _report(args, started, commit, load_before, part, earlier)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+
+    try:
+        if args.generator_tables:
+            generator_s = measure_generator(args.generator_tables, base, args.timeout)
+            part["generator_100k_s"] = round(generator_s, 2)
+            print(json.dumps({"generator_s": generator_s}), flush=True)
+            write()
+        for n in filter(None, args.sizes.split(",")):
+            part.setdefault("results", []).append(
+                measure_size(int(n), base, args.timeout, not args.skip_ui, not args.skip_validate)
+            )
+            write()
+    finally:
+        if args.keep or args.work_dir:
+            print(f"work directory kept: {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    print()
+    columns = ("models", "plain_load_s", "minato_load_s", "load_ratio", "plain_ui_ready_s")
+    columns += ("ui_ready_s", "ui_ratio", "plain_deploy_ui_ready_s", "deploy_ui_ready_s")
+    print(" ".join(f"{c:>18}" for c in columns))
+    for r in part.get("results", []):
+        print(" ".join(f"{r.get(c)!s:>18}" for c in columns))
+    if "generator_100k_s" in part:
+        print(
+            f"generator: {args.generator_tables} tables x 20 columns rendered in "
+            f"{part['generator_100k_s']:.1f} s (goal < 10 s)"
+        )
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ interpolated into SQL passes through here first.
 
 import re
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Also applied by Arrow (RE2) to whole columns of names: keep it within the syntax both share.
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 class InvalidIdentifierError(ValueError):

@@ -15,13 +15,16 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
 from pipelines.generate import cleansing, files, partners, source_requests
+from pipelines.generate.cleansing import _row_texts
 from pipelines.generate.csvfiles import MetadataError
 from resources.settings import REPO_ROOT
+from tests.dbt_projects import project_with
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "generate"
 METADATA = FIXTURES / "metadata"
@@ -289,27 +292,12 @@ create table lake.events as select * from (values
     _business_day, _loaded_at);
 """
 
-_SOURCES = """version: 2
-sources:
-  - name: lake
-    schema: lake
-    tables: [{name: accounts}, {name: events}]
-"""
-
 
 def test_generated_models_build_on_duckdb(tmp_path: Path) -> None:
     """Real dbt: cleansing, cleansing_secret (incremental) and partner marts build, tests pass,
     and the partner sees only its rows and no PII."""
     project = tmp_path / "dbt"
-    (project / "models").mkdir(parents=True)
-    for part in ("dbt_project.yml", "profiles.yml"):
-        shutil.copy(REPO_ROOT / "dbt_project" / part, project / part)
-    for part in ("macros", "tests/generic"):
-        shutil.copytree(REPO_ROOT / "dbt_project" / part, project / part)
-    (project / "models" / "lake.yml").write_text(_SOURCES)
-    for relative, text in {**cleansing.render(METADATA), **partners.render(METADATA, "7")}.items():
-        (project / relative).parent.mkdir(parents=True, exist_ok=True)
-        (project / relative).write_text(text)
+    project_with(project, {**cleansing.render(METADATA), **partners.render(METADATA, "7")})
     database = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(database)) as conn:
         conn.execute(_LAKE)
@@ -392,3 +380,14 @@ def test_no_mart_depends_on_cleansing_secret() -> None:
                 if parent not in seen:
                     seen.add(parent)
                     stack.append(parent)
+
+
+def test_tables_share_models_only_when_their_cells_are_equal() -> None:
+    """Tables are grouped by the text of their rule cells: a cell holding the separators of
+    that text cannot make two different rows look equal."""
+    # Two rows of one file: joined as they are, both would read "a|b|c|".
+    one, other = _row_texts([pa.array(["a\x1fb", "a"]), pa.array(["c", "b\x1fc"])]).to_pylist()
+    assert one != other
+    # Escaped, a backslash is escaped too.
+    one, other = _row_texts([pa.array(["a\\u", "a\x1f"])]).to_pylist()
+    assert one != other

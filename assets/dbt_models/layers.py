@@ -1,6 +1,7 @@
 """dbt assets, one definition per warehouse stage so partitioning can differ between them.
 
-- `warehouse`: cleansing, cleansing_secret and the products snapshot (rebuilt per run);
+- `warehouse`: cleansing, cleansing_secret, the staging models generated from source request
+  forms (`minato generate source`) and the products snapshot (rebuilt per run);
 - `fact`: incremental facts, partitioned by business day; each run passes the partition window
   to dbt as vars `min_date`/`max_date`, and dbt touches only those days;
 - `marts`: widetable, role_*, service_*, monitoring.
@@ -31,7 +32,8 @@ from assets.partitions import business_days
 from resources import settings
 
 WAREHOUSE_SELECT = (
-    "path:models/warehouse/cleansing path:models/warehouse/cleansing_secret path:snapshots"
+    "path:models/warehouse/cleansing path:models/warehouse/cleansing_secret"
+    " path:models/warehouse/staging path:snapshots"
 )
 FACT_SELECT = "path:models/warehouse/fact"
 MARTS_SELECT = "path:models/marts"
@@ -100,10 +102,8 @@ def _fact_stage(project: DbtProject, models: MinatoDbtTranslator) -> list[dg.Ass
     return fact_models
 
 
-@functools.cache
-def dbt_stages() -> DbtStages:
-    """The three stages over the parsed project; a missing manifest is one clear error."""
-    project = dbt_project()
+def build_stages(project: DbtProject) -> DbtStages:
+    """The three stages over a parsed project; a missing manifest is one clear error."""
     require_manifest(project)
     models = translator()
     return DbtStages(
@@ -111,6 +111,12 @@ def dbt_stages() -> DbtStages:
         fact=_fact_stage(project, models),
         marts=_rebuilt_stage(project, models, "mart_models", MARTS_SELECT),
     )
+
+
+@functools.cache
+def dbt_stages() -> DbtStages:
+    """The stages of the repository's dbt project."""
+    return build_stages(dbt_project())
 
 
 def dbt_model_assets() -> list[dg.AssetsDefinition]:

@@ -1,7 +1,8 @@
 """Metadata CSVs read with their positions, so every error names file, line and column.
 
-Generators read hundreds of thousands of rows; a row is kept as its raw values plus its line
-number, and a position is only formatted when something is wrong.
+Generators read millions of cells: a file is kept as Arrow string columns plus each row's line
+number, rows become Python values only when a generator asks for them, and a position is only
+formatted when something is wrong.
 """
 
 import csv
@@ -9,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -38,24 +40,43 @@ class Problems:
             raise MetadataError(self.messages)
 
 
-@dataclass
 class CsvFile:
-    """One CSV file: its header and its rows as (line number, values)."""
+    """One CSV file: its header, its cells as Arrow string columns (stripped, "" when absent)
+    and the line each row is on."""
 
-    display: str  # the path as errors show it, e.g. metadata/masking.csv
-    header: list[str]
-    rows: list[tuple[int, list[str]]]
-
-    def __post_init__(self) -> None:
-        self.index = {name: i for i, name in enumerate(self.header)}
+    def __init__(
+        self, display: str, header: list[str], columns: list[pa.Array], lines: np.ndarray
+    ) -> None:
+        self.display = display  # the path as errors show it, e.g. metadata/masking.csv
+        self.header = header
+        self.columns = columns
+        self.lines = lines
+        self.index = {name: i for i, name in enumerate(header)}
         self.valid_names: set[str] = set()
+
+    @classmethod
+    def empty(cls, display: str, header: list[str]) -> "CsvFile":
+        return cls(display, header, [pa.array([], pa.string()) for _ in header], np.zeros(0, int))
+
+    def column(self, name: str) -> pa.Array:
+        return self.columns[self.index[name]]
+
+    def rows(self, indices: Sequence[int] | np.ndarray | None = None) -> list[tuple[int, list]]:
+        """(line, values) of the rows at `indices` (all rows when None), in that order."""
+        if indices is None:
+            columns, lines = self.columns, self.lines
+        else:
+            take = pa.array(indices, pa.int64())
+            columns, lines = [c.take(take) for c in self.columns], self.lines[indices]
+        cells = [c.to_pylist() for c in columns]
+        return [(int(n), list(v)) for n, v in zip(lines, zip(*cells, strict=True), strict=True)]
 
     def where(self, line: int, column: str | None = None) -> str:
         position = 1 if column is None else self.index[column] + 1
         return f"{self.display}:{line}:{position}"
 
     def records(self) -> Iterator["Record"]:
-        for line, values in self.rows:
+        for line, values in self.rows():
             yield Record(self, line, values)
 
     def identifier(self, record: "Record", column: str, problems: Problems, what: str) -> str:
@@ -110,10 +131,10 @@ class Record:
         return False
 
 
-def _rows_fast(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]] | None:
-    """Header and rows through Arrow's C++ reader (2 million rows in about a second), when the
-    file is simple enough for row n to be on line n + 1: no blank lines, no line breaks inside
-    quoted cells. None otherwise."""
+def _columns_fast(path: Path) -> tuple[list[str], list[pa.Array]] | None:
+    """Header and stripped columns through Arrow's C++ reader (2 million rows in about a
+    second), when the file is simple enough for row n to be on line n + 1: no blank lines, no
+    line breaks inside quoted cells. None otherwise."""
     data = path.read_bytes()
     if not data.strip() or b"\n\n" in data or b"\r\n\r\n" in data:
         return None
@@ -132,10 +153,38 @@ def _rows_fast(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]] | No
     if lines != table.num_rows + 1:
         return None
     columns = [
-        pc.utf8_trim_whitespace(column.cast(pa.string())).to_pylist() for column in table.columns
+        pc.utf8_trim_whitespace(column.combine_chunks().cast(pa.string()))
+        for column in table.columns
     ]
-    header = [name.strip() for name in table.column_names]
-    return header, [(i + 2, list(values)) for i, values in enumerate(zip(*columns, strict=True))]
+    return [name.strip() for name in table.column_names], columns
+
+
+def _columns_slow(
+    path: Path, display: str
+) -> tuple[list[str], list[pa.Array], np.ndarray, list[tuple[str, str]]]:
+    """The same through the csv module, which reads any CSV and knows each row's line; also
+    the problems of rows longer than the header."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [name.strip() for name in next(reader, [])]
+        width = len(header)
+        lines, rows, ragged = [], [], []
+        for values in reader:
+            values = list(map(str.strip, values))
+            if len(values) <= 1 and not (values and values[0]):
+                continue  # blank lines are no rows
+            if len(values) > width:
+                ragged.append(
+                    (
+                        f"{display}:{reader.line_num}:{width + 1}",
+                        f"{len(values)} fields, the header has {width}",
+                    )
+                )
+            lines.append(reader.line_num)
+            rows.append(values[:width] + [""] * (width - len(values)))  # short rows: empty cells
+    columns = [pa.array(cells, pa.string()) for cells in zip(*rows, strict=True)] if rows else []
+    columns = columns or [pa.array([], pa.string()) for _ in header]
+    return header, columns, np.array(lines, dtype=np.int64), ragged
 
 
 def read_csv(
@@ -145,30 +194,19 @@ def read_csv(
     if not path.exists():
         if not optional:
             problems.add(f"{display}:1:1", "file not found")
-        return CsvFile(display, list(required), [])
-    fast = _rows_fast(path)
+        return CsvFile.empty(display, list(required))
+    fast = _columns_fast(path)
+    ragged: list[tuple[str, str]] = []
     if fast is not None:
-        header, rows = fast
+        header, columns = fast
+        lines = np.arange(2, len(columns[0]) + 2, dtype=np.int64)  # row n is on line n + 1
     else:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = [name.strip() for name in next(reader, [])]
-            rows = []
-            for values in reader:
-                values = list(map(str.strip, values))
-                if len(values) > 1 or (values and values[0]):  # blank lines are no rows
-                    rows.append((reader.line_num, values))
-    file = CsvFile(display, header, rows)
+        header, columns, lines, ragged = _columns_slow(path, display)
+    file = CsvFile(display, header, columns, lines)
     missing = [name for name in required if name not in file.index]
     if missing:
         problems.add(f"{display}:1:1", f"missing header column(s) {', '.join(missing)}")
-        return CsvFile(display, list(required), [])
-    width = len(header)
-    for line, values in rows:
-        if len(values) != width:
-            if len(values) > width:
-                problems.add(
-                    f"{display}:{line}:{width + 1}", f"{len(values)} fields, the header has {width}"
-                )
-            values.extend([""] * (width - len(values)))  # short rows read as empty cells
+        return CsvFile.empty(display, list(required))
+    for where, message in ragged:
+        problems.add(where, message)
     return file
