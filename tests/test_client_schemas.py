@@ -16,7 +16,7 @@ from assets.ingestion.shard_errors import permanent_reason
 from assets.ingestion.shard_tables import DISCOVERY_METADATA, build_shard_table_asset
 from resources.shards import ShardSource
 from resources.warehouse import DuckDBWarehouse
-from tests.servers import require_server
+from tests.servers import mariadb_database
 
 pytestmark = pytest.mark.mariadb
 
@@ -30,20 +30,11 @@ IN_DAY = "'2026-01-05 10:00:00'"
 
 @pytest.fixture
 def shard(tmp_path: Path):
-    require_server(HOST, PORT, "MariaDB")
-    admin = pymysql.connect(host=HOST, port=PORT, user="root", password="", autocommit=True)
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        cursor.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
-        cursor.execute(f"USE {DATABASE}")
+    with mariadb_database(DATABASE, HOST, PORT) as admin:
+        cursor = admin.cursor()
         # Values are written in the shard's zone, as the shard's own application would.
         cursor.execute("SET time_zone = '+09:00'")
-    try:
-        yield admin.cursor(), tmp_path
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        admin.close()
+        yield cursor, tmp_path
 
 
 def _shards_file(tmp_path: Path, url: str) -> Path:

@@ -7,7 +7,6 @@ import threading
 
 import dagster as dg
 import duckdb
-import pymysql
 import pytest
 import yaml
 
@@ -18,7 +17,7 @@ from assets.ingestion.shard_reader import ShardReadError
 from assets.ingestion.shard_tables import build_shard_table_asset
 from resources.shards import ShardSource
 from resources.warehouse import DuckDBWarehouse
-from tests.servers import require_server
+from tests.servers import mariadb_database
 
 pytestmark = pytest.mark.mariadb
 
@@ -32,24 +31,17 @@ ORDERS = build_shard_table_asset(TABLE)
 
 @pytest.fixture
 def shard(tmp_path):
-    require_server(HOST, PORT, "MariaDB")
-    admin = pymysql.connect(host=HOST, port=PORT, user="root", password="", autocommit=True)
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        cursor.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
-        cursor.execute(f"USE {DATABASE}")
     shards_file = tmp_path / "shards.yaml"
     url = f"mysql+pymysql://root@{HOST}:{PORT}/{DATABASE}"
     shards_file.write_text(
         yaml.safe_dump({"shards": [{"name": "shard_01", "url": url, "timezone": "Asia/Tokyo"}]})
     )
-    try:
-        yield admin, ShardSource(shards_file=str(shards_file))
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute("UNLOCK TABLES")
-            cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        admin.close()
+    with mariadb_database(DATABASE, HOST, PORT) as admin:
+        try:
+            yield admin, ShardSource(shards_file=str(shards_file))
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute("UNLOCK TABLES")
 
 
 def _materialize(source: ShardSource, lake, instance) -> dg.ExecuteInProcessResult:
