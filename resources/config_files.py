@@ -53,10 +53,11 @@ class YamlFile:
                 return self.lines[location[:end]]
         return 1
 
-    def problem(self, location: Location, message: str, entry: str | None = None) -> str:
-        """`<file>:<line>: <entry>: key '<key>': <message>`; the key is `location` relative to
-        the entry's own location when `entry` is given."""
-        return _problem(self.path, self.line(location), entry, None, message)
+    def problem(
+        self, location: Location, message: str, entry: str | None = None, key: str | None = None
+    ) -> str:
+        """`<file>:<line of location>: <entry>: key '<key>': <message>`, the parts given."""
+        return _problem(self.path, self.line(location), entry, key, message)
 
 
 def _problem(path: Path, line: int, entry: str | None, key: str | None, message: str) -> str:

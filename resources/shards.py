@@ -93,8 +93,12 @@ def load_shard_specs(path: str | Path) -> list[ShardSpec]:
         spec = validate_entry(document, ShardSpec, item, location, label, ShardConfigError)
         if spec.name in first_line:
             raise ShardConfigError(
-                f"{document.path}:{document.line((*location, 'name'))}: {label}: key 'name': "
-                f"shard defined twice (first on line {first_line[spec.name]})"
+                document.problem(
+                    (*location, "name"),
+                    f"shard defined twice (first on line {first_line[spec.name]})",
+                    label,
+                    "name",
+                )
             )
         first_line[spec.name] = document.line((*location, "name"))
         specs.append(spec)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 
-def _in_ci() -> bool:
+def in_ci() -> bool:
     # CI systems set CI=true; an explicit CI=false/0 is treated like a laptop.
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
@@ -20,7 +20,7 @@ def require_server(host: str, port: int, what: str) -> None:
             return
     except OSError as exc:
         reason = f"{what} is not reachable on {host}:{port} ({exc})"
-    if _in_ci():
+    if in_ci():
         pytest.fail(f"{reason}; CI is set, so the server must be running", pytrace=False)
     pytest.skip(f"{reason}; start it to run this test (CI would fail here)")
 

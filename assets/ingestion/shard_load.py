@@ -299,7 +299,7 @@ def load_partitions(
                 found = discover_shard(conn, [table.name])
                 physical = found.tables
                 discovery[shard] = found.report()
-                log(f"shard {shard}: {_summary(found.report())}")
+                log(f"shard {shard}: {_summary(discovery[shard])}")
                 if not physical:
                     raise SchemaDriftError(
                         f"no `{table.name}_<client_id>` tables found; is the shard URL right?"

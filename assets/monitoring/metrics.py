@@ -206,8 +206,12 @@ def load_metric_specs(directory: Path = METRICS_DIR) -> dict[str, MetricSpec]:
         spec = _parse_metric(document)
         if spec.name in specs:
             raise MetricsConfigError(
-                f"{path}:{document.line(('name',))}: metric {spec.name!r}: key 'name': already "
-                f"defined in {origin[spec.name]}"
+                document.problem(
+                    ("name",),
+                    f"already defined in {origin[spec.name]}",
+                    f"metric {spec.name!r}",
+                    "name",
+                )
             )
         specs[spec.name], origin[spec.name] = spec, path
     return specs
@@ -234,8 +238,7 @@ def _parse_metric(document: YamlFile) -> MetricSpec:
         parts = model.split(".") if isinstance(model, str) else []
         if len(parts) != 2:
             raise MetricsConfigError(
-                f"{document.path}:{document.line(('model',))}: {label}: key 'model': "
-                f"{model!r} is not <schema>.<model>"
+                document.problem(("model",), f"{model!r} is not <schema>.<model>", label, "model")
             )
         values["schema"], values["model"] = parts
     return validate_entry(

@@ -73,8 +73,11 @@ def _config(metadata: Path, company: str) -> tuple[PartnerConfig, YamlFile]:
         )
         if str(config.company_id) != company:
             raise PartnerConfigError(
-                f"{shown}:{document.line(('company_id',))}: key 'company_id': must be the "
-                f"folder's number {company!r}, not {config.company_id!r}"
+                document.problem(
+                    ("company_id",),
+                    f"must be the folder's number {company!r}, not {config.company_id!r}",
+                    key="company_id",
+                )
             )
     except PartnerConfigError as exc:
         raise MetadataError(str(exc).splitlines()) from None
