@@ -15,6 +15,7 @@ say the same thing in Jinja (tests/test_settings.py renders the profile to prove
 | `MINATO_CRM_DESTINATION` | `sqlite`                    | `postgres`             |
 | `MINATO_CRM_SQLITE_PATH` | `<data>/crm.sqlite`         | —                      |
 | `MINATO_PARTITIONS_START`| `2025-01-01`                | first day of history   |
+| `MINATO_ENV`             | `dev`                       | `prod`                 |
 
 The README lists every variable, production-only ones included.
 """
@@ -56,6 +57,7 @@ def embedded_defaults(env: Environment | None = None) -> dict[str, str]:
         "MINATO_CRM_DESTINATION": "sqlite",
         "MINATO_CRM_SQLITE_PATH": str(data / "crm.sqlite"),
         "MINATO_PARTITIONS_START": "2025-01-01",
+        "MINATO_ENV": "dev",
     }
 
 
@@ -95,3 +97,14 @@ def shards_file(env: Environment | None = None) -> Path:
 
 def partitions_start(env: Environment | None = None) -> str:
     return effective(env)["MINATO_PARTITIONS_START"]
+
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+def minato_env(env: Environment | None = None) -> str:
+    """`dev` | `staging` | `prod`: the deployment environment (labels, prefixes, alert channel)."""
+    value = effective(env)["MINATO_ENV"]
+    if value not in ENVIRONMENTS:
+        raise ValueError(f"MINATO_ENV={value!r}: expected one of {', '.join(ENVIRONMENTS)}")
+    return value

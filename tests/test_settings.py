@@ -134,3 +134,10 @@ def test_a_missing_manifest_is_one_clear_error(tmp_path: Path) -> None:
         "the code location"
     )
     assert not manifest.exists()  # nothing was parsed behind the user's back
+
+
+def test_minato_env_defaults_to_dev_and_refuses_unknown_names() -> None:
+    assert settings.minato_env({}) == "dev"
+    assert settings.minato_env({"MINATO_ENV": "prod"}) == "prod"
+    with pytest.raises(ValueError, match="MINATO_ENV='production'"):
+        settings.minato_env({"MINATO_ENV": "production"})
