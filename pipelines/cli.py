@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import dagster as dg
 
+from pipelines.access_cli import access
 from pipelines.generate.commands import generate, metadata
 from resources import settings
 
@@ -203,5 +204,6 @@ def backfill(start: str, end: str, days_per_run: int, force: bool) -> None:
         )
 
 
+main.add_command(access)
 main.add_command(generate)
 main.add_command(metadata)
