@@ -93,9 +93,7 @@ def _live_grants(resource: str, live: list[dict]) -> tuple[set[tuple[str, str]],
     if resource.startswith(BUCKET_SCHEME):
         # Conditional bindings are someone's deliberate exception: kept like authorized views.
         plain = [b for b in live if not b.get("condition")]
-        return {(b["role"], m) for b in plain for m in b.get("members", [])}, len(live) - len(
-            plain
-        )
+        return {(b["role"], m) for b in plain for m in b.get("members", [])}, len(live) - len(plain)
     grants, authorized = set(), 0
     for entry in live:
         member = entry_member(entry)

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import Field
-
-from zoneinfo import ZoneInfo
 
 from assets.constants import BUSINESS_TIMEZONE
 from resources.config_files import (
@@ -155,7 +154,9 @@ def _member_problem(member: str) -> str | None:
         return f"{member} is public: grants go to named teams and members only"
     kind, _, email = member.partition(":")
     if kind not in MEMBER_KINDS or not email or any(c in email for c in " ,;\"'"):
-        return f"unknown principal {member!r}: a team or {', '.join(k + ':…' for k in MEMBER_KINDS)}"
+        return (
+            f"unknown principal {member!r}: a team or {', '.join(k + ':…' for k in MEMBER_KINDS)}"
+        )
     return None
 
 
@@ -244,4 +245,3 @@ def _row_problem(row: dict, teams: dict[str, Team], known: dict[str, bool]) -> s
             return f"expiry {expiry!r} is not a date (YYYY-MM-DD)"
     row.update(resource=resource, role=role, principal=principal)
     return None
-
