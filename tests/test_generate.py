@@ -220,7 +220,7 @@ def test_partner_request_errors(tmp_path: Path, line: str, expected: str) -> Non
         (
             "company_id: 7\nname: acme\nfiltr_column: client_id\n",
             "metadata/partners/7/config.yml:3: key 'filtr_column': unknown key; allowed: "
-            "company_id, name, description, filter_column",
+            "company_id, name, description, filter_column, sharing",
         ),
         ("company_id: 8\nname: acme\nfilter_column: client_id\n", "config.yml:1: key 'company_id'"),
         ("company_id: '7'\nname: acme\nfilter_column: client_id\n", "key 'company_id'"),

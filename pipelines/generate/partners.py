@@ -19,14 +19,16 @@ both versions one model name, which collides with the `[schema, name]` asset key
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import Field
-
+from assets.governance.partner_config import (
+    PartnerConfig,
+    PartnerConfigError,
+    load_partner_config,
+)
 from pipelines.generate.cleansing import Column, Model, build_models
 from pipelines.generate.csvfiles import MetadataError, Problems, read_csv
 from pipelines.generate.render import header, template
-from resources.config_files import StrictModel, YamlFile, identifier, read_yaml, validate_entry
+from resources.config_files import YamlFile
 
 COMMAND = "partner"
 OUTPUT_ROOT = "models/marts/public"
@@ -45,43 +47,12 @@ class PartnerModel:
     filter_column: str
 
 
-class PartnerConfigError(ValueError):
-    """A partner's config.yml that cannot be generated from."""
-
-
-class PartnerConfig(StrictModel):
-    """`metadata/partners/<id>/config.yml`."""
-
-    company_id: Annotated[int, Field(strict=True, gt=0)]
-    name: Annotated[str, identifier("company name")] = Field(
-        description="Company name in the dataset name: public_<id>_<name>."
-    )
-    description: str = ""
-    filter_column: Annotated[str, identifier("filter column")] = Field(
-        description="Column of every requested model holding the company's id."
-    )
-
-
 def _config(metadata: Path, company: str) -> tuple[PartnerConfig, YamlFile]:
     """The company's config; errors name file, line and key (as MetadataError)."""
-    shown = f"metadata/partners/{company}/config.yml"
-    path = metadata / "partners" / company / "config.yml"
     try:
-        document = read_yaml(path, PartnerConfigError, shown_as=shown)
-        config = validate_entry(
-            document, PartnerConfig, document.data, (), None, PartnerConfigError
-        )
-        if str(config.company_id) != company:
-            raise PartnerConfigError(
-                document.problem(
-                    ("company_id",),
-                    f"must be the folder's number {company!r}, not {config.company_id!r}",
-                    key="company_id",
-                )
-            )
+        return load_partner_config(metadata, company)
     except PartnerConfigError as exc:
         raise MetadataError(str(exc).splitlines()) from None
-    return config, document
 
 
 def output_dir(metadata: Path, company: str) -> str | None:
@@ -161,6 +132,8 @@ def build_partner_models(metadata: Path, company: str) -> list[PartnerModel]:
         selected.setdefault((version, model_name), []).append(
             Column(column.name, column.name, column.description)
         )
+    privacy_where = f"{display}/config.yml:{document.line(('sharing', 'privacy', 'privacy_unit'))}"
+    _add_privacy_units(config, selected, cleansing, privacy_where, problems)
     if not selected and not problems.messages:
         problems.add(f"{display}/request.csv:1:1", "the request lists no columns")
     problems.raise_if_any()
@@ -179,6 +152,38 @@ def build_partner_models(metadata: Path, company: str) -> list[PartnerModel]:
             selected.items(), key=lambda item: (int(item[0][0][1:]), item[0][1])
         )
     ]
+
+
+def _add_privacy_units(
+    config: PartnerConfig,
+    selected: dict[tuple[str, str], list[Column]],
+    cleansing: dict[str, Model],
+    where: str,
+    problems: Problems,
+) -> None:
+    """A shared model carries its privacy unit even if the partner did not request it: the
+    thresholded views need it, and a subscriber only ever sees it aggregated over at least k
+    units. Only a pseudonymised key qualifies; raw PII never leaves."""
+    if config.sharing is None:
+        return
+    unit = config.sharing.privacy.privacy_unit
+    by_name = {f"{v}:{m.removeprefix('cleansing_')}": (v, m) for v, m in selected}
+    for view in config.sharing.views:
+        table, _, version = view.model.rpartition("_")
+        key = by_name.get(f"{version}:{table}")
+        if key is None:
+            problems.add(where, f"shared view {view.name!r} reads {view.model!r}: not requested")
+            continue
+        columns = selected[key]
+        if any(c.name == unit for c in columns):
+            continue
+        column = next((c for c in cleansing[key[1]].columns if c.name == unit), None)
+        if column is None or column.pii not in ("", "pseudonymised"):
+            problems.add(
+                where, f"privacy unit {unit!r} must be a pseudonymised or non-PII column of {key[1]}"
+            )
+            continue
+        columns.append(Column(column.name, column.name, column.description))
 
 
 def render(metadata: Path, company: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ select
     total_amount_jpy,
     shipping_prefecture,
     ordered_at,
-    updated_at
+    updated_at,
+    customer_key
 from {{ ref('cleansing_orders') }}
 where client_id = 101
