@@ -84,9 +84,9 @@ class SharedView(StrictModel):
 class Sharing(StrictModel):
     exchange: Name
     listing: Name
-    subscribers: list[Annotated[str, Field(pattern=r"^(user|group|serviceAccount|domain):\S+$")]] = (
-        Field(min_length=1)
-    )
+    subscribers: list[
+        Annotated[str, Field(pattern=r"^(user|group|serviceAccount|domain):\S+$")]
+    ] = Field(min_length=1)
     review_ticket: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]*-[0-9]+$")] = Field(
         description="The data-review ticket that approved this share, e.g. DATA-123."
     )

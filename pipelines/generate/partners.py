@@ -180,7 +180,8 @@ def _add_privacy_units(
         column = next((c for c in cleansing[key[1]].columns if c.name == unit), None)
         if column is None or column.pii not in ("", "pseudonymised"):
             problems.add(
-                where, f"privacy unit {unit!r} must be a pseudonymised or non-PII column of {key[1]}"
+                where,
+                f"privacy unit {unit!r} must be a pseudonymised or non-PII column of {key[1]}",
             )
             continue
         columns.append(Column(column.name, column.name, column.description))
