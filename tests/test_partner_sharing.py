@@ -176,7 +176,8 @@ def test_partner_a_never_sees_partner_b_rows_on_data(tmp_path: Path) -> None:
         a_keys = {
             r[0]
             for r in conn.execute(
-                "select distinct customer_key from public_101_kazaneya.public_101_kazaneya_orders_v2"
+                "select distinct customer_key "
+                "from public_101_kazaneya.public_101_kazaneya_orders_v2"
             ).fetchall()
         }
         assert a_keys and all(key.startswith("c0_") for key in a_keys)

@@ -18,7 +18,9 @@ the privacy rules the shared views carry:
         - name: orders_by_prefecture
           model: orders_v2
           dimensions: [shipping_prefecture]
-          measures: [{name: orders, function: count}, {name: gmv_jpy, function: sum, column: total_amount_jpy}]
+          measures:
+            - {name: orders, function: count}
+            - {name: gmv_jpy, function: sum, column: total_amount_jpy}
 
 A sharing section without a privacy unit or a review ticket is refused.
 """
@@ -33,6 +35,7 @@ from pydantic import Field, model_validator
 from resources.config_files import StrictModel, YamlFile, identifier, read_yaml, validate_entry
 
 Name = Annotated[str, identifier("name")]
+Member = Annotated[str, Field(pattern=r"^(user|group|serviceAccount|domain):[^\s,;'\"]+$")]
 
 
 class PartnerConfigError(ValueError):
@@ -84,9 +87,7 @@ class SharedView(StrictModel):
 class Sharing(StrictModel):
     exchange: Name
     listing: Name
-    subscribers: list[
-        Annotated[str, Field(pattern=r"^(user|group|serviceAccount|domain):\S+$")]
-    ] = Field(min_length=1)
+    subscribers: list[Member] = Field(min_length=1)
     review_ticket: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]*-[0-9]+$")] = Field(
         description="The data-review ticket that approved this share, e.g. DATA-123."
     )
