@@ -9,6 +9,7 @@ import dagster as dg
 
 from pipelines.access_cli import access
 from pipelines.generate.commands import generate, metadata
+from pipelines.share_cli import share
 from resources import settings
 
 
@@ -207,3 +208,4 @@ def backfill(start: str, end: str, days_per_run: int, force: bool) -> None:
 main.add_command(access)
 main.add_command(generate)
 main.add_command(metadata)
+main.add_command(share)

@@ -16,8 +16,9 @@ from resources.gcp_access import StaleEtagError
 
 
 class FakeGcp:
-    def __init__(self, project: str = "minato-test") -> None:
-        self.project = project
+    def __init__(self, project: str = "minato-test", dataset_prefix: str = "") -> None:
+        # Callers name datasets unprefixed; the live resource (like this fake) adds the prefix.
+        self.project, self.prefix = project, dataset_prefix
         self.datasets: dict[str, dict[str, Any]] = {}
         self.buckets: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
@@ -41,7 +42,7 @@ class FakeGcp:
 
     # BigQuery: datasets.get / datasets.patch (If-Match)
     def dataset_access(self, dataset: str) -> tuple[list[dict], str]:
-        path = f"/bigquery/v2/projects/{self.project}/datasets/{dataset}"
+        path = f"/bigquery/v2/projects/{self.project}/datasets/{self.prefix}{dataset}"
         self.requests.append({"method": "GET", "path": path})
         found = self.datasets[dataset]
         result = copy.deepcopy(found["access"]), found["etag"]
@@ -49,7 +50,7 @@ class FakeGcp:
         return result
 
     def set_dataset_access(self, dataset: str, access: list[dict], etag: str) -> None:
-        path = f"/bigquery/v2/projects/{self.project}/datasets/{dataset}"
+        path = f"/bigquery/v2/projects/{self.project}/datasets/{self.prefix}{dataset}"
         self.requests.append(
             {
                 "method": "PATCH",
@@ -85,3 +86,65 @@ class FakeGcp:
 
     def writes(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] != "GET"]
+
+
+class FakeAnalyticsHub:
+    """Data exchanges, listings and listing IAM policies (REST paths of analyticshub v1)."""
+
+    def __init__(self) -> None:
+        self.exchanges: dict[str, dict] = {}
+        self.listings: dict[str, dict] = {}
+        self.policies: dict[str, dict] = {}
+        self.requests: list[dict[str, Any]] = []
+        self._etags = itertools.count(1)
+        self.after_policy_read: Callable[[str], None] | None = None
+
+    def _etag(self) -> str:
+        return f"BwY{next(self._etags)}"
+
+    def get_data_exchange(self, name: str) -> dict | None:
+        self.requests.append({"method": "GET", "path": f"/v1/{name}"})
+        return copy.deepcopy(self.exchanges.get(name))
+
+    def create_data_exchange(self, parent: str, data_exchange_id: str, body: dict) -> None:
+        path = f"/v1/{parent}/dataExchanges?dataExchangeId={data_exchange_id}"
+        self.requests.append({"method": "POST", "path": path, "body": copy.deepcopy(body)})
+        self.exchanges[f"{parent}/dataExchanges/{data_exchange_id}"] = copy.deepcopy(body)
+
+    def get_listing(self, name: str) -> dict | None:
+        self.requests.append({"method": "GET", "path": f"/v1/{name}"})
+        return copy.deepcopy(self.listings.get(name))
+
+    def create_listing(self, parent: str, listing_id: str, body: dict) -> None:
+        if parent not in self.exchanges:
+            raise KeyError(f"404 data exchange {parent}")
+        path = f"/v1/{parent}/listings?listingId={listing_id}"
+        self.requests.append({"method": "POST", "path": path, "body": copy.deepcopy(body)})
+        name = f"{parent}/listings/{listing_id}"
+        self.listings[name] = copy.deepcopy(body)
+        self.policies[name] = {"bindings": [], "etag": self._etag()}
+
+    def update_listing(self, name: str, body: dict, update_mask: list[str]) -> None:
+        path = f"/v1/{name}?updateMask={','.join(update_mask)}"
+        self.requests.append({"method": "PATCH", "path": path, "body": copy.deepcopy(body)})
+        self.listings[name].update(copy.deepcopy({k: body[k] for k in update_mask}))
+
+    def get_iam_policy(self, resource: str) -> dict:
+        self.requests.append({"method": "POST", "path": f"/v1/{resource}:getIamPolicy"})
+        policy = copy.deepcopy(self.policies[resource])
+        if self.after_policy_read is not None:
+            hook, self.after_policy_read = self.after_policy_read, None
+            hook(resource)
+        return policy
+
+    def set_iam_policy(self, resource: str, policy: dict) -> None:
+        path = f"/v1/{resource}:setIamPolicy"
+        self.requests.append({"method": "POST", "path": path, "body": {"policy": policy}})
+        if policy.get("etag") != self.policies[resource]["etag"]:
+            raise StaleEtagError(f"409 Aborted: {resource} policy changed")
+        self.policies[resource] = {**copy.deepcopy(policy), "etag": self._etag()}
+
+    def writes(self) -> list[dict[str, Any]]:
+        return [
+            r for r in self.requests if r["method"] != "GET" and "getIamPolicy" not in r["path"]
+        ]

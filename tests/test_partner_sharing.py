@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,9 +17,13 @@ from assets.governance.partner_config import (
     PartnerConfigError,
     load_partner_config,
 )
+from assets.governance import share_plan
 from assets.governance.share_views import bigquery_ddl, duckdb_ddl
+from pipelines import share_cli
+from pipelines.cli import main
 from pipelines.generate import partners
 from resources.settings import REPO_ROOT
+from tests.fake_gcp import FakeAnalyticsHub, FakeGcp
 
 METADATA = REPO_ROOT / "metadata"
 GOLDEN = Path(__file__).parent / "fixtures" / "access"
@@ -190,3 +195,115 @@ def test_partner_a_never_sees_partner_b_rows_on_data(tmp_path: Path) -> None:
             "from cleansing.cleansing_orders where client_id = 101 group by 1, 2 order by 1, 2"
         ).fetchall()
     assert shown and shown == own
+
+
+TARGET = share_plan.Target("minato-prod", "asia-northeast1", "prod_")
+LISTING = (
+    "projects/minato-prod/locations/asia-northeast1/dataExchanges/minato_partners/listings/kazaneya"
+)
+
+
+def _share_fakes() -> tuple[FakeAnalyticsHub, FakeGcp, list[str]]:
+    access = FakeGcp("minato-prod", "prod_")
+    owner = {"role": "OWNER", "userByEmail": "minato@minato-prod.iam.gserviceaccount.com"}
+    access.add_dataset("public_101_kazaneya", [owner])
+    return FakeAnalyticsHub(), access, []
+
+
+def test_share_apply_then_plan_is_empty_and_requests_match_the_snapshot() -> None:
+    config = config_101()
+    hub, access, ddl = _share_fakes()
+    planned = share_plan.plan_share(config, TARGET, hub, access)
+    assert [c.action for c in planned] == ["authorize", "create", "create", "grant"]
+    made = share_plan.apply_share(config, TARGET, hub, access, ddl.append)
+    assert [c.action for c in made] == ["authorize", "create", "create", "grant"]
+    assert ddl == bigquery_ddl(config, "minato-prod", "prod_")
+    snapshot = {
+        "analytics_hub": hub.writes(),
+        "bigquery": access.writes(),
+    }
+    assert snapshot == json.loads((GOLDEN / "share_101_requests.json").read_text())
+    # The listing publishes only partner 101's share dataset, never the mart or anyone else's.
+    assert hub.listings[LISTING]["bigquery_dataset"] == {
+        "dataset": "projects/minato-prod/datasets/prod_public_101_kazaneya_share"
+    }
+    assert share_plan.plan_share(config, TARGET, hub, access) == []
+    writes = len(hub.writes()) + len(access.writes())
+    assert share_plan.apply_share(config, TARGET, hub, access, ddl.append) == []
+    assert len(hub.writes()) + len(access.writes()) == writes
+
+
+def test_share_converges_after_edits_and_concurrent_policy_changes() -> None:
+    config = config_101()
+    hub, access, ddl = _share_fakes()
+    share_plan.apply_share(config, TARGET, hub, access, ddl.append)
+    # Someone adds a subscriber by hand and edits the description; a role edit on the mart
+    # dataset must keep the authorized view.
+    hub.policies[LISTING]["bindings"][0]["members"].append("user:intruder@example.com")
+    hub.listings[LISTING]["description"] = "edited"
+    planned = {(c.action, c.detail) for c in share_plan.plan_share(config, TARGET, hub, access)}
+    assert planned == {
+        ("update", "description"),
+        ("revoke", "roles/analyticshub.subscriber user:intruder@example.com (not in config)"),
+    }
+
+    def concurrent(resource: str) -> None:
+        hub.policies[resource]["etag"] = "BwY-someone-else"
+
+    hub.after_policy_read = concurrent
+    messages: list[str] = []
+    share_plan.apply_share(config, TARGET, hub, access, ddl.append, report=messages.append)
+    assert messages == [f"{LISTING} changed while applying: read again and re-planned"]
+    assert hub.policies[LISTING]["bindings"] == [
+        {
+            "role": "roles/analyticshub.subscriber",
+            "members": ["group:data-team@kazaneya.example.com"],
+        }
+    ]
+    assert share_plan.plan_share(config, TARGET, hub, access) == []
+    view = {
+        "view": {
+            "projectId": "minato-prod",
+            "datasetId": "prod_public_101_kazaneya_share",
+            "tableId": "orders_v2",
+        }
+    }
+    assert view in access.datasets["public_101_kazaneya"]["access"]
+
+
+def test_the_listing_body_converts_to_the_analytics_hub_proto_and_back() -> None:
+    """The resource sends these dicts through the real client types: nothing is lost."""
+    from google.cloud import bigquery_analyticshub_v1 as hub
+
+    from resources.analytics_hub import _as_dict
+
+    body = share_plan.desired_listing(config_101(), TARGET)
+    assert _as_dict(hub.Listing(body)) == body
+
+
+def test_share_cli_plans_and_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    hub, access, ddl = _share_fakes()
+    monkeypatch.setenv("MINATO_WAREHOUSE", "bigquery")
+    monkeypatch.setenv("MINATO_BIGQUERY_PROJECT", "minato-prod")
+    monkeypatch.setenv("MINATO_BIGQUERY_DATASET_PREFIX", "prod_")
+    monkeypatch.setattr(share_cli, "apis", lambda where: (hub, access, ddl.append))
+    runner = CliRunner()
+    planned = runner.invoke(main, ["share", "plan", "--company", "101"])
+    assert planned.exit_code == 0, planned.output
+    assert "partner 101: 4 change(s)" in planned.output
+    applied = runner.invoke(main, ["share", "apply"])
+    assert applied.exit_code == 0, applied.output
+    again = runner.invoke(main, ["share", "plan"])
+    assert "0 change(s) to apply" in again.output
+
+
+def test_share_refuses_a_partner_without_review_ticket(tmp_path: Path) -> None:
+    metadata = tmp_path / "metadata"
+    (metadata / "partners" / "101").mkdir(parents=True)
+    text = (METADATA / "partners" / "101" / "config.yml").read_text()
+    (metadata / "partners" / "101" / "config.yml").write_text(
+        text.replace("  review_ticket: DATA-117\n", "")
+    )
+    result = CliRunner().invoke(main, ["share", "plan", "--metadata", str(metadata)])
+    assert result.exit_code == 1
+    assert "config.yml:8: key 'sharing.review_ticket': missing" in result.output
