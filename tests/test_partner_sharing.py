@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from assets.governance import share_plan
 from assets.governance.partner_config import (
     PartnerConfig,
     PartnerConfigError,
     load_partner_config,
 )
-from assets.governance import share_plan
 from assets.governance.share_views import bigquery_ddl, duckdb_ddl
 from pipelines import share_cli
 from pipelines.cli import main
