@@ -13,6 +13,8 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from assets.governance.partner_config import sharing_partners
+from assets.governance.share_views import duckdb_ddl, withheld_sql
 from assets.ingestion.landing_files import CRM_CONTACTS_KEY, SEARCH_CONSOLE_PAGES_KEY
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import current_anomalies_sql
@@ -20,6 +22,7 @@ from assets.partitions import day_shard_key, partition_range_tags, shard_names
 from pipelines import demo_data
 from pipelines.definitions import defs
 from pipelines.jobs import warehouse_daily_job
+from resources.settings import REPO_ROOT
 from resources.shards import ShardSource
 from resources.warehouse import Warehouse
 
@@ -106,7 +109,29 @@ def summarize(warehouse: Warehouse, last_run: dict[str, dict]) -> str:
             for k in ("rows_added", "rows_changed", "rows_removed", "rows_sent", "rows_failed")
         )
     )
+    lines.extend(partner_shares(warehouse))
     return "\n".join(lines)
+
+
+def partner_shares(warehouse: Warehouse) -> list[str]:
+    """Create each sharing partner's thresholded views and say what they show and withhold."""
+    lines = []
+    for config in sharing_partners(REPO_ROOT / "metadata"):
+        assert config.sharing is not None
+        for statement in duckdb_ddl(config):
+            warehouse.execute(statement)
+        privacy = config.sharing.privacy
+        for view in config.sharing.views:
+            shown = warehouse.query_arrow(
+                f"SELECT count(*) AS n FROM {config.share_dataset}.{view.name}"
+            )["n"][0].as_py()
+            withheld = warehouse.query_arrow(withheld_sql(config, view))["n"][0].as_py()
+            lines.append(
+                f"Partner {config.company_id} share {config.share_dataset}.{view.name}: "
+                f"{shown} row(s) of >= {privacy.threshold} distinct {privacy.privacy_unit}, "
+                f"{withheld} group(s) withheld"
+            )
+    return lines
 
 
 def run_demo(config: demo_data.DemoConfig, instance: dg.DagsterInstance) -> str:

@@ -16,7 +16,7 @@ from assets.governance import share_plan
 from assets.governance.partner_config import (
     PartnerConfig,
     PartnerConfigError,
-    load_partner_config,
+    sharing_partners,
 )
 from assets.governance.share_views import bigquery_ddl, duckdb_ddl
 from resources import settings
@@ -60,20 +60,10 @@ def apis(where: share_plan.Target) -> tuple[AnalyticsHubApi, AccessApi, Callable
 
 
 def _partners(metadata_dir: Path, companies: tuple[str, ...]) -> list[PartnerConfig]:
-    chosen = companies or sorted(
-        p.parent.name for p in (metadata_dir / "partners").glob("*/config.yml")
-    )
-    configs = []
-    for company in chosen:
-        try:
-            config = load_partner_config(metadata_dir, company)[0]
-        except PartnerConfigError as exc:
-            raise click.ClickException(f"partner {company} is refused:\n{exc}") from exc
-        if config.sharing is not None:
-            configs.append(config)
-        elif companies:
-            raise click.ClickException(f"partner {company} has no sharing section")
-    return configs
+    try:
+        return sharing_partners(metadata_dir, companies)
+    except PartnerConfigError as exc:
+        raise click.ClickException(f"a partner config is refused:\n{exc}") from exc
 
 
 def _on_bigquery() -> bool:

@@ -121,6 +121,22 @@ class PartnerConfig(StrictModel):
         return sorted({f"{self.dataset}_{view.model}" for view in views})
 
 
+def sharing_partners(metadata: Path, companies: tuple[str, ...] = ()) -> list[PartnerConfig]:
+    """The configs with a sharing section: of `companies`, or of every partner folder. A named
+    company without one is an error."""
+    chosen = companies or sorted(
+        p.parent.name for p in (metadata / "partners").glob("*/config.yml")
+    )
+    configs = []
+    for company in chosen:
+        config = load_partner_config(metadata, company)[0]
+        if config.sharing is not None:
+            configs.append(config)
+        elif companies:
+            raise PartnerConfigError(f"partner {company} has no sharing section")
+    return configs
+
+
 def load_partner_config(metadata: Path, company: str) -> tuple[PartnerConfig, YamlFile]:
     """The company's config; errors name file, line and key."""
     shown = f"metadata/partners/{company}/config.yml"

@@ -68,6 +68,17 @@ def _duckdb_view(config: PartnerConfig, view: SharedView) -> str:
     )
 
 
+def withheld_sql(config: PartnerConfig, view: SharedView) -> str:
+    """How many groups of `view` the threshold withholds (for the demo's summary)."""
+    assert config.sharing is not None
+    unit, k = config.sharing.privacy.privacy_unit, config.sharing.privacy.threshold
+    group = f" group by {', '.join(view.dimensions)}" if view.dimensions else ""
+    return (
+        f"select count(*) as n from (select 1 from {config.dataset}.{config.dataset}_{view.model}"
+        f" where {unit} is not null{group} having count(distinct {unit}) < {k})"
+    )
+
+
 def duckdb_ddl(config: PartnerConfig) -> list[str]:
     """The thresholded aggregate views of the demo (schema public_<id>_<name>_share)."""
     if config.sharing is None:
