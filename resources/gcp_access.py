@@ -35,6 +35,20 @@ class GcpAccess(dg.ConfigurableResource):
 
     project: str = Field(description="GCP project of the datasets and buckets.")
     dataset_prefix: str = Field(default="", description="The warehouse's dataset prefix.")
+    api_endpoint: str | None = Field(
+        default=None,
+        description="One endpoint for both APIs, without credentials (an emulator or a test).",
+    )
+
+    def _options(self) -> dict[str, Any]:
+        if self.api_endpoint is None:
+            return {}
+        from google.auth.credentials import AnonymousCredentials
+
+        return {
+            "credentials": AnonymousCredentials(),
+            "client_options": {"api_endpoint": self.api_endpoint},
+        }
 
     def _dataset_id(self, dataset: str) -> str:
         prefix = validate_identifier(self.dataset_prefix) if self.dataset_prefix else ""
@@ -44,12 +58,12 @@ class GcpAccess(dg.ConfigurableResource):
         # Imported and constructed lazily: nothing at import time may need a credential.
         from google.cloud import bigquery
 
-        return bigquery.Client(project=self.project)
+        return bigquery.Client(project=self.project, **self._options())
 
     def _storage(self) -> Any:
         from google.cloud import storage
 
-        return storage.Client(project=self.project)
+        return storage.Client(project=self.project, **self._options())
 
     def dataset_access(self, dataset: str) -> tuple[list[dict], str]:
         found = self._bigquery().get_dataset(self._dataset_id(dataset))
@@ -69,13 +83,19 @@ class GcpAccess(dg.ConfigurableResource):
 
     def bucket_policy(self, bucket: str) -> tuple[list[dict], str]:
         policy = self._storage().bucket(bucket).get_iam_policy(requested_policy_version=3)
-        return policy.to_api_repr().get("bindings", []), policy.etag
+        bindings = [
+            {**binding, "members": sorted(binding["members"])}
+            for binding in policy.to_api_repr().get("bindings", [])
+        ]
+        return bindings, policy.etag
 
     def set_bucket_policy(self, bucket: str, bindings: list[dict], etag: str) -> None:
         from google.api_core.exceptions import Conflict, PreconditionFailed
         from google.api_core.iam import Policy
 
-        policy = Policy.from_api_repr({"bindings": bindings, "etag": etag, "version": 3})
+        # Policy turns each binding's members into a set in place: give it copies.
+        copies = [{**binding, "members": list(binding["members"])} for binding in bindings]
+        policy = Policy.from_api_repr({"bindings": copies, "etag": etag, "version": 3})
         try:
             self._storage().bucket(bucket).set_iam_policy(policy)
         except (PreconditionFailed, Conflict) as exc:

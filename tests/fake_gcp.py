@@ -7,10 +7,16 @@ tests assert exactly what would be sent.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
-from collections.abc import Callable
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from resources.gcp_access import StaleEtagError
 
@@ -86,6 +92,76 @@ class FakeGcp:
 
     def writes(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] != "GET"]
+
+
+@contextlib.contextmanager
+def serve(fake: FakeGcp) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """`fake` behind HTTP on a free port, for the real google-cloud clients: yields the endpoint
+    and the list of requests as they arrived (method, path, If-Match, JSON body)."""
+    received: list[dict[str, Any]] = []
+    dataset_path = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)$")
+    bucket_path = re.compile(r"^/storage/v1/b/([^/]+)/iam$")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def _reply(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _handle(self) -> None:
+            path = urlsplit(self.path).path
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            received.append(
+                {
+                    "method": self.command,
+                    "path": path,
+                    "if_match": self.headers.get("If-Match"),
+                    "body": body,
+                }
+            )
+            try:
+                if match := dataset_path.match(path):
+                    project, dataset_id = match.groups()
+                    name = dataset_id.removeprefix(fake.prefix)
+                    if self.command == "PATCH":
+                        fake.set_dataset_access(name, body["access"], self.headers["If-Match"])
+                    access, etag = fake.dataset_access(name)
+                    reference = {"projectId": project, "datasetId": dataset_id}
+                    self._reply(
+                        200, {"datasetReference": reference, "access": access, "etag": etag}
+                    )
+                elif match := bucket_path.match(path):
+                    bucket = match.group(1)
+                    if self.command == "PUT":
+                        # An empty policy arrives without "bindings" (the client omits the key).
+                        bindings = body.get("bindings", [])
+                        fake.set_bucket_policy(bucket, bindings, body.get("etag", ""))
+                    bindings, etag = fake.bucket_policy(bucket)
+                    policy = {"kind": "storage#policy", "version": 3, "etag": etag}
+                    self._reply(200, {**policy, "bindings": bindings})
+                else:
+                    self._reply(404, {"error": {"code": 404, "message": f"no {path}"}})
+            except StaleEtagError as exc:
+                self._reply(412, {"error": {"code": 412, "message": str(exc)}})
+
+        do_GET = do_PATCH = do_PUT = _handle
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 class FakeAnalyticsHub:

@@ -11,8 +11,9 @@ from assets.governance import access_plan
 from assets.governance.matrix import COLUMNS, AccessMatrixError, load_buckets, load_matrix
 from pipelines import access_cli
 from pipelines.cli import main
+from resources.gcp_access import GcpAccess, StaleEtagError
 from resources.warehouse.datasets import datasets
-from tests.fake_gcp import FakeGcp
+from tests.fake_gcp import FakeGcp, serve
 
 TODAY = dt.date(2026, 11, 27)
 FIXTURES = Path(__file__).parent / "fixtures" / "access"
@@ -227,3 +228,32 @@ def test_the_cli_plans_and_applies_against_the_api(
     assert applied.exit_code == 0 and "1 change(s) applied" in applied.output
     again = runner.invoke(main, ["access", "plan", "--matrix", str(path)])
     assert "0 to add, 0 to revoke" in again.output
+
+
+def test_the_live_adapter_speaks_the_apis_through_the_real_clients(tmp_path: Path) -> None:
+    """GcpAccess with google-cloud-bigquery and google-cloud-storage against the fake over
+    HTTP: If-Match on the dataset, the etag in the bucket policy, 412 as StaleEtagError."""
+    fake = FakeGcp("minato-prod", "prod_")
+    fake.add_dataset("widetable", [DEPLOYER, AUTHORIZED_VIEW])
+    fake.add_bucket("minato-exports")
+    with serve(fake) as (endpoint, received):
+        api = GcpAccess(project="minato-prod", dataset_prefix="prod_", api_endpoint=endpoint)
+        access, etag = api.dataset_access("widetable")
+        assert access == [DEPLOYER, AUTHORIZED_VIEW]
+        reader = {"role": "READER", "groupByEmail": "sales@example.com"}
+        api.set_dataset_access("widetable", [*access, reader], etag)
+        with pytest.raises(StaleEtagError):
+            api.set_dataset_access("widetable", access, etag)  # the ETag is stale now
+        _, policy_etag = api.bucket_policy("minato-exports")
+        viewer = {"role": "roles/storage.objectViewer", "members": ["group:sales@example.com"]}
+        api.set_bucket_policy("minato-exports", [viewer], policy_etag)
+        with pytest.raises(StaleEtagError):
+            api.set_bucket_policy("minato-exports", [], policy_etag)
+    dataset = "/bigquery/v2/projects/minato-prod/datasets/prod_widetable"
+    writes = [(r["method"], r["path"], r["if_match"], r["body"]) for r in received if r["body"]]
+    assert writes[0] == ("PATCH", dataset, etag, {"access": [DEPLOYER, AUTHORIZED_VIEW, reader]})
+    assert writes[2][:2] == ("PUT", "/storage/v1/b/minato-exports/iam")
+    assert writes[2][3]["etag"] == policy_etag
+    assert writes[2][3]["bindings"] == [viewer]
+    assert fake.datasets["widetable"]["access"] == [DEPLOYER, AUTHORIZED_VIEW, reader]
+    assert fake.buckets["minato-exports"]["bindings"] == [viewer]
