@@ -43,12 +43,26 @@ class AnalyticsHub(dg.ConfigurableResource):
 
     project: str = Field(description="GCP project that owns the exchanges.")
     location: str = Field(default="asia-northeast1", description="Exchange location.")
+    api_endpoint: str | None = Field(
+        default=None,
+        description="host:port served without TLS or credentials (an emulator or a test).",
+    )
 
     def _client(self) -> Any:
         # Imported and constructed lazily: nothing at import time may need a credential.
         from google.cloud import bigquery_analyticshub_v1
 
-        return bigquery_analyticshub_v1.AnalyticsHubServiceClient()
+        if self.api_endpoint is None:
+            return bigquery_analyticshub_v1.AnalyticsHubServiceClient()
+        import grpc
+        from google.cloud.bigquery_analyticshub_v1.services.analytics_hub_service.transports import (  # noqa: E501
+            AnalyticsHubServiceGrpcTransport,
+        )
+
+        channel = grpc.insecure_channel(self.api_endpoint)
+        return bigquery_analyticshub_v1.AnalyticsHubServiceClient(
+            transport=AnalyticsHubServiceGrpcTransport(channel=channel)
+        )
 
     def _get(self, method: str, name: str) -> dict | None:
         from google.api_core.exceptions import NotFound
@@ -64,8 +78,11 @@ class AnalyticsHub(dg.ConfigurableResource):
     def create_data_exchange(self, parent: str, data_exchange_id: str, body: dict) -> None:
         from google.cloud import bigquery_analyticshub_v1 as hub
 
+        # The ids are not flattened arguments of the client: they go in the request.
         self._client().create_data_exchange(
-            parent=parent, data_exchange_id=data_exchange_id, data_exchange=hub.DataExchange(body)
+            request=hub.CreateDataExchangeRequest(
+                parent=parent, data_exchange_id=data_exchange_id, data_exchange=body
+            )
         )
 
     def get_listing(self, name: str) -> dict | None:
@@ -75,7 +92,7 @@ class AnalyticsHub(dg.ConfigurableResource):
         from google.cloud import bigquery_analyticshub_v1 as hub
 
         self._client().create_listing(
-            parent=parent, listing_id=listing_id, listing=hub.Listing(body)
+            request=hub.CreateListingRequest(parent=parent, listing_id=listing_id, listing=body)
         )
 
     def update_listing(self, name: str, body: dict, update_mask: list[str]) -> None:

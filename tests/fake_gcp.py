@@ -224,3 +224,116 @@ class FakeAnalyticsHub:
         return [
             r for r in self.requests if r["method"] != "GET" and "getIamPolicy" not in r["path"]
         ]
+
+
+@contextlib.contextmanager
+def serve_hub(fake: FakeAnalyticsHub) -> Iterator[tuple[str, list[tuple[str, dict]]]]:
+    """`fake` as the Analytics Hub gRPC service on a free port, for the real client: yields
+    host:port and the calls as they arrived (method, request as a dict)."""
+    import base64
+    from concurrent import futures
+
+    import grpc
+    from google.cloud import bigquery_analyticshub_v1 as hub
+    from google.iam.v1 import iam_policy_pb2, policy_pb2
+    from google.protobuf import json_format
+
+    received: list[tuple[str, dict]] = []
+
+    def as_dict(message: Any) -> dict:
+        raw = type(message).pb(message) if hasattr(type(message), "pb") else message
+        return json_format.MessageToDict(raw, preserving_proto_field_name=True)
+
+    def found(value: dict | None, kind: Any, context: grpc.ServicerContext) -> Any:
+        if value is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "not found")
+        return kind(value)
+
+    def policy(value: dict) -> Any:
+        return json_format.ParseDict(
+            {**value, "etag": base64.b64encode(value["etag"].encode()).decode()},
+            policy_pb2.Policy(),
+        )
+
+    def set_policy(request: Any, context: grpc.ServicerContext) -> Any:
+        written = as_dict(request.policy)
+        written["etag"] = request.policy.etag.decode()
+        try:
+            fake.set_iam_policy(request.resource, written)
+        except StaleEtagError as exc:
+            context.abort(grpc.StatusCode.ABORTED, str(exc))
+        return policy(fake.policies[request.resource])
+
+    calls: dict[str, tuple[Callable, Any, Any]] = {
+        "GetDataExchange": (
+            lambda r, c: found(fake.get_data_exchange(r.name), hub.DataExchange, c),
+            hub.GetDataExchangeRequest,
+            hub.DataExchange,
+        ),
+        "CreateDataExchange": (
+            lambda r, c: (
+                fake.create_data_exchange(r.parent, r.data_exchange_id, as_dict(r.data_exchange)),
+                r.data_exchange,
+            )[1],
+            hub.CreateDataExchangeRequest,
+            hub.DataExchange,
+        ),
+        "GetListing": (
+            lambda r, c: found(fake.get_listing(r.name), hub.Listing, c),
+            hub.GetListingRequest,
+            hub.Listing,
+        ),
+        "CreateListing": (
+            lambda r, c: (
+                fake.create_listing(r.parent, r.listing_id, as_dict(r.listing)),
+                r.listing,
+            )[1],
+            hub.CreateListingRequest,
+            hub.Listing,
+        ),
+        "UpdateListing": (
+            lambda r, c: (
+                fake.update_listing(
+                    r.listing.name,
+                    {k: v for k, v in as_dict(r.listing).items() if k != "name"},
+                    list(r.update_mask.paths),
+                ),
+                r.listing,
+            )[1],
+            hub.UpdateListingRequest,
+            hub.Listing,
+        ),
+        "GetIamPolicy": (
+            lambda r, c: policy(fake.get_iam_policy(r.resource)),
+            iam_policy_pb2.GetIamPolicyRequest,
+            policy_pb2.Policy,
+        ),
+        "SetIamPolicy": (set_policy, iam_policy_pb2.SetIamPolicyRequest, policy_pb2.Policy),
+    }
+
+    def handler(name: str, call: Callable, request_type: Any, response_type: Any) -> Any:
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            received.append((name, as_dict(request)))
+            return call(request, context)
+
+        serialize = getattr(response_type, "serialize", None) or (lambda m: m.SerializeToString())
+        deserialize = getattr(request_type, "deserialize", None) or request_type.FromString
+        return grpc.unary_unary_rpc_method_handler(
+            handle, request_deserializer=deserialize, response_serializer=serialize
+        )
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "google.cloud.bigquery.analyticshub.v1.AnalyticsHubService",
+                {name: handler(name, *spec) for name, spec in calls.items()},
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", received
+    finally:
+        server.stop(grace=None)

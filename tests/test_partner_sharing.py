@@ -22,8 +22,10 @@ from assets.governance.share_views import bigquery_ddl, duckdb_ddl
 from pipelines import share_cli
 from pipelines.cli import main
 from pipelines.generate import partners
+from resources.analytics_hub import AnalyticsHub
+from resources.gcp_access import GcpAccess, StaleEtagError
 from resources.settings import REPO_ROOT
-from tests.fake_gcp import FakeAnalyticsHub, FakeGcp
+from tests.fake_gcp import FakeAnalyticsHub, FakeGcp, serve, serve_hub
 
 METADATA = REPO_ROOT / "metadata"
 GOLDEN = Path(__file__).parent / "fixtures" / "access"
@@ -307,3 +309,31 @@ def test_share_refuses_a_partner_without_review_ticket(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["share", "plan", "--metadata", str(metadata)])
     assert result.exit_code == 1
     assert "config.yml:8: key 'sharing.review_ticket': missing" in result.output
+
+
+def test_share_through_the_real_clients_against_the_fakes_over_the_wire() -> None:
+    """AnalyticsHub (gRPC client of google-cloud-bigquery-analyticshub) and GcpAccess (HTTP)
+    against the fakes: apply publishes, a second plan is empty."""
+    config = config_101()
+    hub, access, ddl = _share_fakes()
+    with serve_hub(hub) as (hub_endpoint, calls), serve(access) as (http_endpoint, _):
+        live_hub = AnalyticsHub(project="minato-prod", api_endpoint=hub_endpoint)
+        live_access = GcpAccess(
+            project="minato-prod", dataset_prefix="prod_", api_endpoint=http_endpoint
+        )
+        made = share_plan.apply_share(config, TARGET, live_hub, live_access, ddl.append)
+        assert [c.action for c in made] == ["authorize", "create", "create", "grant"]
+        assert share_plan.plan_share(config, TARGET, live_hub, live_access) == []
+        stale = live_hub.get_iam_policy(LISTING)
+        hub.policies[LISTING]["etag"] = "BwY-someone-else"
+        with pytest.raises(StaleEtagError):  # ABORTED on the wire
+            live_hub.set_iam_policy(LISTING, stale)
+    assert hub.listings[LISTING] == share_plan.desired_listing(config, TARGET)
+    assert hub.policies[LISTING]["bindings"] == [
+        {
+            "role": "roles/analyticshub.subscriber",
+            "members": ["group:data-team@kazaneya.example.com"],
+        }
+    ]
+    (set_policy,) = [request for name, request in calls if name == "SetIamPolicy"]
+    assert set_policy["resource"] == LISTING and set_policy["policy"]["etag"]
