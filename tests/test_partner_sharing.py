@@ -335,5 +335,6 @@ def test_share_through_the_real_clients_against_the_fakes_over_the_wire() -> Non
             "members": ["group:data-team@kazaneya.example.com"],
         }
     ]
-    (set_policy,) = [request for name, request in calls if name == "SetIamPolicy"]
-    assert set_policy["resource"] == LISTING and set_policy["policy"]["etag"]
+    set_policy = [request for name, request in calls if name == "SetIamPolicy"]
+    assert [request["resource"] for request in set_policy] == [LISTING, LISTING]
+    assert all(request["policy"]["etag"] for request in set_policy)
