@@ -31,7 +31,7 @@ class AnalyticsHubApi(Protocol):
     def set_iam_policy(self, resource: str, policy: dict) -> None: ...
 
 
-def _as_dict(message: Any) -> dict:
+def as_dict(message: Any) -> dict:
     from google.protobuf import json_format
 
     raw = type(message).pb(message) if hasattr(type(message), "pb") else message
@@ -68,7 +68,7 @@ class AnalyticsHub(dg.ConfigurableResource):
         from google.api_core.exceptions import NotFound
 
         try:
-            return _as_dict(getattr(self._client(), method)(name=name))
+            return as_dict(getattr(self._client(), method)(name=name))
         except NotFound:
             return None
 
@@ -105,7 +105,7 @@ class AnalyticsHub(dg.ConfigurableResource):
         )
 
     def get_iam_policy(self, resource: str) -> dict:
-        return _as_dict(self._client().get_iam_policy(request={"resource": resource}))
+        return as_dict(self._client().get_iam_policy(request={"resource": resource}))
 
     def set_iam_policy(self, resource: str, policy: dict) -> None:
         from google.api_core.exceptions import Aborted, Conflict, PreconditionFailed

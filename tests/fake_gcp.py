@@ -238,11 +238,9 @@ def serve_hub(fake: FakeAnalyticsHub) -> Iterator[tuple[str, list[tuple[str, dic
     from google.iam.v1 import iam_policy_pb2, policy_pb2
     from google.protobuf import json_format
 
-    received: list[tuple[str, dict]] = []
+    from resources.analytics_hub import as_dict
 
-    def as_dict(message: Any) -> dict:
-        raw = type(message).pb(message) if hasattr(type(message), "pb") else message
-        return json_format.MessageToDict(raw, preserving_proto_field_name=True)
+    received: list[tuple[str, dict]] = []
 
     def found(value: dict | None, kind: Any, context: grpc.ServicerContext) -> Any:
         if value is None:

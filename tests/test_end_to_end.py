@@ -10,6 +10,7 @@ import pytest
 
 from assets.ingestion.lake_tables import SHARD_LAKE_TABLES
 from pipelines import demo, demo_data
+from resources.warehouse import DuckDBWarehouse
 
 
 @pytest.fixture
@@ -118,6 +119,10 @@ def test_whole_graph(two_windows, seeded_demo, minato_env, instance) -> None:
     assert second["sync/crm_contacts"]["rows_sent"] == second["sync/crm_contacts"]["rows_changed"]
     assert second["sync/crm_contacts"]["rows_failed"] == 0
     conn.close()
+
+    # Partner sharing: the demo creates the thresholded views over the partner's mart.
+    shares = demo.partner_shares(DuckDBWarehouse(path=str(minato_env.duckdb_path)))
+    assert len(shares) == 1 and "of >= 5 distinct customer_key" in shares[0], shares
 
 
 def _source_rows_in_windows(config: demo_data.DemoConfig, prefix: str) -> int:

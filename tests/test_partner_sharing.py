@@ -277,10 +277,10 @@ def test_the_listing_body_converts_to_the_analytics_hub_proto_and_back() -> None
     """The resource sends these dicts through the real client types: nothing is lost."""
     from google.cloud import bigquery_analyticshub_v1 as hub
 
-    from resources.analytics_hub import _as_dict
+    from resources.analytics_hub import as_dict
 
     body = share_plan.desired_listing(config_101(), TARGET)
-    assert _as_dict(hub.Listing(body)) == body
+    assert as_dict(hub.Listing(body)) == body
 
 
 def test_share_cli_plans_and_applies(monkeypatch: pytest.MonkeyPatch) -> None:

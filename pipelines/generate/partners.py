@@ -61,7 +61,7 @@ def output_dir(metadata: Path, company: str) -> str | None:
         config, _ = _config(metadata, company)
     except MetadataError:
         return None
-    return f"{OUTPUT_ROOT}/public_{config.company_id}_{config.name}"
+    return f"{OUTPUT_ROOT}/{config.dataset}"
 
 
 def build_partner_models(metadata: Path, company: str) -> list[PartnerModel]:
@@ -76,7 +76,7 @@ def build_partner_models(metadata: Path, company: str) -> list[PartnerModel]:
     problems.raise_if_any()
     name, filter_column = config.name, config.filter_column
     filter_where = f"{display}/config.yml:{document.line(('filter_column',))}"
-    schema = f"public_{company}_{name}"
+    schema = config.dataset
 
     cleansing = {m.name: m for m in build_models(metadata) if not m.secret}
     selected: dict[tuple[str, str], list[Column]] = {}
