@@ -59,6 +59,8 @@ def access_plan_command(matrix_path: Path) -> None:
     changes = [c for p in plans for c in p.changes]
     for change in changes:
         click.echo(str(change))
+    for missing in (p for p in plans if p.missing):
+        click.echo(f"? {missing.resource}: does not exist (create it first); not planned")
     kept = sum(p.authorized for p in plans)
     counts = {a: sum(c.action == a for c in changes) for a in ("add", "revoke", "drift")}
     click.echo(

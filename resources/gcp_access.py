@@ -20,6 +20,10 @@ class StaleEtagError(RuntimeError):
     """The resource changed since it was read: read it again and re-plan."""
 
 
+class MissingResourceError(LookupError):
+    """The dataset or bucket does not exist (yet): nothing to read or grant on."""
+
+
 class AccessApi(Protocol):
     def dataset_access(self, dataset: str) -> tuple[list[dict], str]: ...
 
@@ -66,7 +70,12 @@ class GcpAccess(dg.ConfigurableResource):
         return storage.Client(project=self.project, **self._options())
 
     def dataset_access(self, dataset: str) -> tuple[list[dict], str]:
-        found = self._bigquery().get_dataset(self._dataset_id(dataset))
+        from google.api_core.exceptions import NotFound
+
+        try:
+            found = self._bigquery().get_dataset(self._dataset_id(dataset))
+        except NotFound as exc:
+            raise MissingResourceError(f"dataset {dataset} does not exist") from exc
         return [entry.to_api_repr() for entry in found.access_entries], found.etag
 
     def set_dataset_access(self, dataset: str, access: list[dict], etag: str) -> None:
@@ -82,7 +91,12 @@ class GcpAccess(dg.ConfigurableResource):
             raise StaleEtagError(f"dataset {dataset} changed since it was read") from exc
 
     def bucket_policy(self, bucket: str) -> tuple[list[dict], str]:
-        policy = self._storage().bucket(bucket).get_iam_policy(requested_policy_version=3)
+        from google.api_core.exceptions import NotFound
+
+        try:
+            policy = self._storage().bucket(bucket).get_iam_policy(requested_policy_version=3)
+        except NotFound as exc:
+            raise MissingResourceError(f"bucket {bucket} does not exist") from exc
         bindings = [
             {**binding, "members": sorted(binding["members"])}
             for binding in policy.to_api_repr().get("bindings", [])

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from resources.gcp_access import StaleEtagError
+from resources.gcp_access import MissingResourceError, StaleEtagError
 
 
 class FakeGcp:
@@ -50,6 +50,8 @@ class FakeGcp:
     def dataset_access(self, dataset: str) -> tuple[list[dict], str]:
         path = f"/bigquery/v2/projects/{self.project}/datasets/{self.prefix}{dataset}"
         self.requests.append({"method": "GET", "path": path})
+        if dataset not in self.datasets:
+            raise MissingResourceError(f"404 dataset {dataset}")
         found = self.datasets[dataset]
         result = copy.deepcopy(found["access"]), found["etag"]
         self._after_read(dataset)
@@ -76,6 +78,8 @@ class FakeGcp:
         self.requests.append(
             {"method": "GET", "path": path, "params": {"optionsRequestedPolicyVersion": 3}}
         )
+        if bucket not in self.buckets:
+            raise MissingResourceError(f"404 bucket {bucket}")
         found = self.buckets[bucket]
         result = copy.deepcopy(found["bindings"]), found["etag"]
         self._after_read("gs://" + bucket)
@@ -150,6 +154,8 @@ def serve(fake: FakeGcp) -> Iterator[tuple[str, list[dict[str, Any]]]]:
                     self._reply(404, {"error": {"code": 404, "message": f"no {path}"}})
             except StaleEtagError as exc:
                 self._reply(412, {"error": {"code": 412, "message": str(exc)}})
+            except MissingResourceError as exc:
+                self._reply(404, {"error": {"code": 404, "message": str(exc)}})
 
         do_GET = do_PATCH = do_PUT = _handle
 

@@ -11,7 +11,7 @@ from assets.governance import access_plan
 from assets.governance.matrix import COLUMNS, AccessMatrixError, load_buckets, load_matrix
 from pipelines import access_cli
 from pipelines.cli import main
-from resources.gcp_access import GcpAccess, StaleEtagError
+from resources.gcp_access import GcpAccess, MissingResourceError, StaleEtagError
 from resources.warehouse.datasets import datasets
 from tests.fake_gcp import FakeGcp, serve
 
@@ -249,6 +249,10 @@ def test_the_live_adapter_speaks_the_apis_through_the_real_clients(tmp_path: Pat
         api.set_bucket_policy("minato-exports", [viewer], policy_etag)
         with pytest.raises(StaleEtagError):
             api.set_bucket_policy("minato-exports", [], policy_etag)
+        with pytest.raises(MissingResourceError):
+            api.dataset_access("workshop")
+        with pytest.raises(MissingResourceError):
+            api.bucket_policy("minato-landing")
     dataset = "/bigquery/v2/projects/minato-prod/datasets/prod_widetable"
     writes = [(r["method"], r["path"], r["if_match"], r["body"]) for r in received if r["body"]]
     assert writes[0] == ("PATCH", dataset, etag, {"access": [DEPLOYER, AUTHORIZED_VIEW, reader]})
@@ -257,3 +261,15 @@ def test_the_live_adapter_speaks_the_apis_through_the_real_clients(tmp_path: Pat
     assert writes[2][3]["bindings"] == [viewer]
     assert fake.datasets["widetable"]["access"] == [DEPLOYER, AUTHORIZED_VIEW, reader]
     assert fake.buckets["minato-exports"]["bindings"] == [viewer]
+
+
+def test_a_dataset_not_created_yet_is_reported_and_skipped(tmp_path: Path) -> None:
+    fake = live()
+    del fake.datasets["workshop"]
+    path = matrix_file(tmp_path, "workshop,strong_editor,sales,seed,", "widetable,reader,sales,x,")
+    plans = {p.resource: p for p in access_plan.plan(load_matrix(path), fake, TODAY)}
+    assert plans["workshop"].missing and plans["workshop"].changes == []
+    messages: list[str] = []
+    made = access_plan.apply(load_matrix(path), fake, TODAY, report=messages.append)
+    assert [(c.resource, c.member) for c in made] == [("widetable", "group:sales@example.com")]
+    assert messages == ["workshop does not exist: skipped"]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from assets.governance.matrix import BUCKET_SCHEME, Grant, Matrix, load_buckets
-from resources.gcp_access import AccessApi, StaleEtagError
+from resources.gcp_access import AccessApi, MissingResourceError, StaleEtagError
 from resources.warehouse.datasets import datasets
 
 # Dataset access entries that grant to a member, and how IAM spells the member.
@@ -56,6 +56,7 @@ class ResourcePlan:
     live: list[dict]  # dataset access entries, or bucket bindings
     changes: list[Change] = field(default_factory=list)
     authorized: int = 0  # authorized views/routines/datasets kept as they are
+    missing: bool = False  # the resource does not exist: nothing planned
 
     def to_write(self, revoke_drift: bool) -> list[Change]:
         return [
@@ -140,9 +141,15 @@ def _read(api: AccessApi, resource: str) -> tuple[list[dict], str]:
 
 
 def plan(matrix: Matrix, api: AccessApi, today: dt.date) -> list[ResourcePlan]:
+    """One plan per managed resource; one that does not exist is marked `missing` (create
+    the catalog's datasets first), and its grants wait for it."""
     plans = []
     for resource in managed_resources():
-        live, etag = _read(api, resource)
+        try:
+            live, etag = _read(api, resource)
+        except MissingResourceError:
+            plans.append(ResourcePlan(resource, "", [], missing=True))
+            continue
         plans.append(plan_resource(matrix, resource, live, etag, today))
     return plans
 
@@ -180,7 +187,11 @@ def apply(
     made: list[Change] = []
     for resource in managed_resources():
         for attempt in range(1, ATTEMPTS + 1):
-            live, etag = _read(api, resource)
+            try:
+                live, etag = _read(api, resource)
+            except MissingResourceError:
+                report(f"{resource} does not exist: skipped")
+                break
             resource_plan = plan_resource(matrix, resource, live, etag, today)
             changes = resource_plan.to_write(revoke_drift)
             if not changes:
