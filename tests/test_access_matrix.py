@@ -8,7 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 from assets.governance import access_plan
-from assets.governance.matrix import COLUMNS, AccessMatrixError, load_buckets, load_matrix
+from assets.governance.matrix import (
+    COLUMNS,
+    AccessMatrixError,
+    business_today,
+    load_buckets,
+    load_matrix,
+)
 from pipelines import access_cli
 from pipelines.cli import main
 from resources.gcp_access import GcpAccess, MissingResourceError, StaleEtagError
@@ -273,3 +279,26 @@ def test_a_dataset_not_created_yet_is_reported_and_skipped(tmp_path: Path) -> No
     made = access_plan.apply(load_matrix(path), fake, TODAY, report=messages.append)
     assert [(c.resource, c.member) for c in made] == [("widetable", "group:sales@example.com")]
     assert messages == ["workshop does not exist: skipped"]
+
+
+def test_review_lists_pii_first_and_what_expires_soon(tmp_path: Path) -> None:
+    today = business_today()
+    soon, gone = today + dt.timedelta(days=10), today - dt.timedelta(days=1)
+    path = matrix_file(
+        tmp_path,
+        "widetable,reader,sales,seed,",
+        f"cleansing_secret,reader,data,incident,{soon}",
+        f"workshop,strong_editor,engineer,hackathon,{gone}",
+    )
+    result = CliRunner().invoke(main, ["access", "review", "--matrix", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].startswith(
+        f"  PII cleansing_secret: reader data (group:data@example.com) until {soon}"
+    )
+    assert lines[2].startswith("  widetable: reader sales")
+    assert f"  {soon} cleansing_secret: reader data" in lines
+    assert lines[-1] == (
+        f"Expired {gone}: workshop strong_editor engineer "
+        "(the next `minato access apply` revokes it)"
+    )
