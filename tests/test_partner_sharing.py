@@ -140,8 +140,8 @@ def test_partner_a_never_reads_partner_b_over_the_manifest() -> None:
             )
             parents = manifest["parent_map"][node["unique_id"]]
             assert all(nodes[p]["schema"] == "cleansing" for p in parents)
-        for statement in bigquery_ddl(config, "p"):
-            assert re.findall(r"FROM `p\.([a-z0-9_]+)\.", statement) == [config.dataset]
+        for statement in bigquery_ddl(config, "minato-prod"):
+            assert re.findall(r"FROM `minato-prod\.([a-z0-9_]+)\.", statement) == [config.dataset]
         for statement in duckdb_ddl(config)[1:]:
             assert re.findall(r"from ([a-z0-9_]+)\.", statement) == [config.dataset]
 

@@ -13,9 +13,13 @@ kept only if it holds at least k distinct units.
 from __future__ import annotations
 
 import json
+import re
 
 from assets.governance.partner_config import PartnerConfig, SharedView
 from resources.identifiers import validate_identifier
+
+# A project id, or a domain-scoped one (example.com:project): it is quoted into the DDL.
+_PROJECT = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 
 
 def privacy_policy(config: PartnerConfig) -> dict:
@@ -42,6 +46,8 @@ def bigquery_ddl(config: PartnerConfig, project: str, prefix: str = "") -> list[
     """`CREATE OR REPLACE VIEW … OPTIONS (privacy_policy = …)` for each shared mart model."""
     if prefix:
         validate_identifier(prefix, what="dataset prefix")
+    if not _PROJECT.fullmatch(project):
+        raise ValueError(f"invalid project id {project!r}")
     policy = json.dumps(privacy_policy(config), sort_keys=True)
     statements = []
     for model in config.shared_models():
