@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import dagster as dg
 
+from pipelines.env_cli import env
 from pipelines.generate.commands import generate, metadata
 from resources import settings
 
@@ -205,3 +206,4 @@ def backfill(start: str, end: str, days_per_run: int, force: bool) -> None:
 
 main.add_command(generate)
 main.add_command(metadata)
+main.add_command(env)

@@ -108,3 +108,12 @@ def minato_env(env: Environment | None = None) -> str:
     if value not in ENVIRONMENTS:
         raise ValueError(f"MINATO_ENV={value!r}: expected one of {', '.join(ENVIRONMENTS)}")
     return value
+
+
+def bigquery_location(env: Environment | None = None) -> str:
+    return effective(env).get("MINATO_BIGQUERY_LOCATION") or "asia-northeast1"
+
+
+def dataset_prefix(env: Environment | None = None) -> str:
+    """BigQuery's dataset prefix: MINATO_BIGQUERY_DATASET_PREFIX, else the environment's."""
+    return effective(env).get("MINATO_BIGQUERY_DATASET_PREFIX", "")
