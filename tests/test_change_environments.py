@@ -20,6 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
+from resources.warehouse import BigQueryWarehouse
+from tests.test_bigquery_warehouse import FakeBigQueryClient
 from tests.dbt_projects import project_with
 
 DAYS = [dt.date(2026, 11, d) for d in (1, 2, 3, 4)]
@@ -143,7 +145,9 @@ def cycle(tmp_path_factory: pytest.TempPathFactory) -> dict:
         out = {"before": before, "production_file": production}
         out["production_fact"] = _rows(production, "fact.fact_events")
         out["production_cleansing"] = _rows(production, "cleansing.cleansing_events")
-        out["create"] = _cli("create", "pr-123", "--state", str(state), "--project-dir", str(project))
+        out["create"] = _cli(
+            "create", "pr-123", "--state", str(state), "--project-dir", str(project)
+        )
         env_file = data / "envs" / "pr-123" / "warehouse.duckdb"
         out["tables_after_create"] = _tables(env_file)
         out["build"] = _cli("build", "pr-123", "--vars", WINDOW, "--project-dir", str(project))
@@ -223,9 +227,56 @@ def test_the_injected_change_is_reported_with_its_exact_row_counts(cycle: dict) 
     assert "Sample keys added (event_id): (19); (20); (21); (22)" in report
     assert "2 model(s) built from the change and its descendants, 2 differ from prod" in report
     assert report == cycle["report_stdout"]  # deterministic, and --out writes the same
+    print(report)
 
 
 def test_production_is_untouched_and_drop_leaves_nothing(cycle: dict) -> None:
     assert cycle["after"] == cycle["before"]
     assert "dropped" in cycle["drop"]
     assert "nothing to drop" in cycle["drop_again"]
+
+
+def test_bigquery_clones_the_parents_and_drops_its_datasets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BigQuery cannot run here: the real dbt CLI parses and selects for the BigQuery target
+    (offline), and the statements sent to a fake client are asserted exactly."""
+    client = FakeBigQueryClient()
+    monkeypatch.setattr(BigQueryWarehouse, "_client", lambda self: client)
+    for name, value in {
+        "MINATO_DATA_DIR": str(tmp_path / "data"),
+        "MINATO_WAREHOUSE": "bigquery",
+        "MINATO_BIGQUERY_PROJECT": "acme-data",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("MINATO_BIGQUERY_DATASET_PREFIX", "MINATO_CHANGE_ENV_PREFIX", "MINATO_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    project = tmp_path / "project"
+    project_with(project, FILES)
+    _dbt(project, "parse")
+    (project / "models/warehouse/fact/fact_events.sql").write_text(
+        FACT.replace("AMOUNT", "amount * 10")
+    )
+
+    _cli("create", "pr-7", "--state", str(project / "target"), "--project-dir", str(project))
+    created = [query["sql"] for query in client.queries]
+    client.queries.clear()
+    _cli("drop", "pr-7")
+
+    # The sources stay in production's `lake` and are read there: neither modified nor cloned.
+    assert created == [
+        "CREATE SCHEMA IF NOT EXISTS `acme-data.pr_7_cleansing` "
+        "OPTIONS (location = 'asia-northeast1')",
+        "CREATE SCHEMA IF NOT EXISTS `acme-data.pr_7_fact` OPTIONS (location = 'asia-northeast1')",
+        "CREATE OR REPLACE TABLE `acme-data.pr_7_cleansing.cleansing_accounts` "
+        "CLONE `acme-data.cleansing.cleansing_accounts`",
+        "CREATE OR REPLACE TABLE `acme-data.pr_7_cleansing.cleansing_events` "
+        "CLONE `acme-data.cleansing.cleansing_events`",
+        "CREATE OR REPLACE TABLE `acme-data.pr_7_fact.fact_events` "
+        "CLONE `acme-data.fact.fact_events`",
+    ]
+    assert [query["sql"] for query in client.queries] == [
+        "DROP SCHEMA IF EXISTS `acme-data.pr_7_cleansing` CASCADE",
+        "DROP SCHEMA IF EXISTS `acme-data.pr_7_fact` CASCADE",
+    ]
+    assert not (tmp_path / "data" / "envs").exists()
