@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from resources.warehouse import BigQueryWarehouse
-from tests.test_bigquery_warehouse import FakeBigQueryClient
 from tests.dbt_projects import project_with
+from tests.test_bigquery_warehouse import FakeBigQueryClient
 
 DAYS = [dt.date(2026, 11, d) for d in (1, 2, 3, 4)]
 EVENTS_PER_DAY = {DAYS[0]: 5, DAYS[1]: 6, DAYS[2]: 7, DAYS[3]: 4}
@@ -218,16 +218,14 @@ def test_the_injected_change_is_reported_with_its_exact_row_counts(cycle: dict) 
     changed, added = EVENTS_PER_DAY[DAYS[2]], EVENTS_PER_DAY[DAYS[3]]
     rows_before = sum(EVENTS_PER_DAY[d] for d in DAYS[:3])
     for table in ("fact.fact_events", "widetable.widetable_events"):
-        assert (
-            f"| `{table}` | {rows_before} → {rows_before + added} | {added} | 0 | {changed} | same |"
-        ) in report
+        rows = f"{rows_before} → {rows_before + added}"
+        assert f"| `{table}` | {rows} | {added} | 0 | {changed} | same |" in report
     assert f"  - `amount` changed in {changed} rows" in report
     # Samples in key order: day 3's first event (id 12) was 1,200 and is now 12,000.
     assert "| 12 | `amount` | 1200 | 12000 |" in report
     assert "Sample keys added (event_id): (19); (20); (21); (22)" in report
     assert "2 model(s) built from the change and its descendants, 2 differ from prod" in report
     assert report == cycle["report_stdout"]  # deterministic, and --out writes the same
-    print(report)
 
 
 def test_production_is_untouched_and_drop_leaves_nothing(cycle: dict) -> None:
@@ -247,9 +245,10 @@ def test_bigquery_clones_the_parents_and_drops_its_datasets(
         "MINATO_DATA_DIR": str(tmp_path / "data"),
         "MINATO_WAREHOUSE": "bigquery",
         "MINATO_BIGQUERY_PROJECT": "acme-data",
+        "MINATO_ENV": "prod",
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("MINATO_BIGQUERY_DATASET_PREFIX", "MINATO_CHANGE_ENV_PREFIX", "MINATO_ENV"):
+    for name in ("MINATO_BIGQUERY_DATASET_PREFIX", "MINATO_CHANGE_ENV_PREFIX"):
         monkeypatch.delenv(name, raising=False)
     project = tmp_path / "project"
     project_with(project, FILES)

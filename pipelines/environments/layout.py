@@ -40,7 +40,6 @@ class Record:
     warehouse: str  # duckdb | bigquery
     source: str  # the environment it was cloned from (`prod`)
     source_database: str  # DuckDB: the production file; BigQuery: its project
-    source_prefix: str  # BigQuery: production's dataset prefix
     prefix: str  # BigQuery: this environment's dataset prefix
     duckdb_file: str = ""  # DuckDB: this environment's file
     cloned: list[str] = field(default_factory=list)  # unique ids

@@ -60,7 +60,6 @@ def create(
         warehouse=kind,
         source=source,
         source_database=database,
-        source_prefix=settings.dataset_prefix({**settings.effective(env), "MINATO_ENV": source}),
         prefix=paths.prefix,
     )
     if kind == "duckdb":
