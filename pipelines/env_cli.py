@@ -19,11 +19,23 @@ _project_dir = click.option(
 
 @click.group("env")
 def env() -> None:
-    """Change environments: clone production's parents, build what changed, diff the data."""
+    """Environments: what MINATO_ENV sets (show), and change environments cloned from
+    production (create, build, diff, drop)."""
 
 
 def _fail(error: ChangeEnvironmentError) -> None:
     raise click.ClickException(str(error)) from error
+
+
+@env.command("show")
+def show() -> None:
+    """What MINATO_ENV (dev | staging | prod) sets here: dbt target, datasets, instance, alerts."""
+    deployment = settings.deployment()
+    click.echo(f"MINATO_ENV        {deployment.name}")
+    click.echo(f"dbt target        {deployment.dbt_target}")
+    click.echo(f"dataset prefix    {deployment.dataset_prefix or '(none)'}")
+    click.echo(f"Dagster instance  {deployment.dagster_instance} (as $DAGSTER_HOME/dagster.yaml)")
+    click.echo(f"alert channel     {deployment.alert_channel}")
 
 
 @env.command("create")

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pipelines.cli import main
 from resources import settings
 from resources.settings import REPO_ROOT, Deployment
 from tests.dbt_projects import project_with
@@ -92,3 +94,19 @@ def test_dbt_writes_and_reads_the_datasets_python_does(tmp_path: Path, env: dict
     prefix = settings.dataset_prefix(env)
     assert manifest["nodes"]["model.minato.c"]["schema"] == f"{prefix}cleansing"
     assert manifest["sources"]["source.minato.lake.orders"]["schema"] == f"{prefix}lake"
+
+
+def test_minato_env_show_prints_what_the_environment_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("MINATO_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MINATO_ENV", "staging")
+    result = CliRunner().invoke(main, ["env", "show"], catch_exceptions=False)
+    assert result.output.splitlines() == [
+        "MINATO_ENV        staging",
+        "dbt target        bigquery",
+        "dataset prefix    staging_",
+        f"Dagster instance  {REPO_ROOT / 'deploy' / 'dagster.prod.yaml'} "
+        "(as $DAGSTER_HOME/dagster.yaml)",
+        "alert channel     #data-alerts-staging",
+    ]
