@@ -9,7 +9,7 @@ a model with `meta.contains_pii`) are never sampled: the report goes into a pull
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 
@@ -152,7 +152,15 @@ def diff_model(
     retyped = {c for c, _, _ in result.types_changed}
     env_profile = _profile(conn, env_table, {c: env_columns[c] for c in common})
     prod_profile = _profile(conn, prod_table, {c: prod_columns[c] for c in common})
-    result.profiles = {c: (prod_profile[c], env_profile[c]) for c in common}
+    pii = _pii_columns(node)
+
+    def hidden(column: str) -> bool:
+        return "*" in pii or column.lower() in pii
+
+    def shown(profile: ColumnProfile, column: str) -> ColumnProfile:
+        return replace(profile, min="(PII)", max="(PII)") if hidden(column) else profile
+
+    result.profiles = {c: (shown(prod_profile[c], c), shown(env_profile[c], c)) for c in common}
 
     key = [c for c in declared_key(environment_manifest, unique_id) if c in common]
     env_sql, prod_sql = duckdb_name(env_table), duckdb_name(prod_table)
@@ -197,6 +205,8 @@ def diff_model(
         "p": ", ".join(f"p.{quoted(k)}" for k in key),
         "e": ", ".join(f"e.{quoted(k)}" for k in key),
     }
+    if any(hidden(k) for k in key):  # a PII key (an e-mail address) is not sampled either
+        return result
     for side, missing, target in (
         ("e", "p", result.samples_added),
         ("p", "e", result.samples_removed),
@@ -205,16 +215,14 @@ def diff_model(
             f"SELECT {key_of[side]} {joined} WHERE {missing}.__minato_side IS NULL "
             f"ORDER BY ALL LIMIT {SAMPLES}"
         ).fetchall()
-    pii = _pii_columns(node)
     for column, _ in sorted(result.changed_by_column.items()):
-        hidden = "*" in pii or column.lower() in pii
         rows = conn.execute(
             f"SELECT {key_of['e']}, {value('p', column)}, {value('e', column)} {joined} "
             f"WHERE {both} AND {differs[column]} ORDER BY ALL LIMIT {SAMPLES}"
         ).fetchall()
         for *key_values, before, after in rows:
-            shown = ("(PII)", "(PII)") if hidden else (_text(before), _text(after))
-            result.samples_changed.append((tuple(key_values), column, *shown))
+            values = ("(PII)", "(PII)") if hidden(column) else (_text(before), _text(after))
+            result.samples_changed.append((tuple(key_values), column, *values))
     return result
 
 

@@ -122,8 +122,8 @@ def diff(name: str, env: settings.Environment | None = None) -> str:
         raise ChangeEnvironmentError(
             "minato env diff compares DuckDB environments only; on BigQuery it is not built yet"
         )
-    if not record.built:
-        raise ChangeEnvironmentError(f"nothing built in {name!r}: run `minato env build {name}`")
+    if not record.built:  # no model changed (or `build` has not run): an empty report
+        return markdown(name, record.source, len(record.cloned), [])
     manifest = json.loads((paths.target_dir / "manifest.json").read_text())
     diffs = diff_environment(
         record.duckdb_file,

@@ -78,9 +78,12 @@ def _section(diff: ModelDiff) -> list[str]:
 
 
 def markdown(name: str, source: str, cloned: int, diffs: list[ModelDiff]) -> str:
+    title = f"## Data diff: `{name}` against `{source}`"
+    if not diffs:
+        return f"{title}\n\nNo dbt model changed: nothing was built or compared.\n"
     differing = [d for d in diffs if d.differs]
     lines = [
-        f"## Data diff: `{name}` against `{source}`",
+        title,
         "",
         f"{len(diffs)} model(s) built from the change and its descendants, "
         f"{len(differing)} differ from {source}; {cloned} parent table(s) cloned.",
