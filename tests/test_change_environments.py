@@ -279,3 +279,41 @@ def test_bigquery_clones_the_parents_and_drops_its_datasets(
         "DROP SCHEMA IF EXISTS `acme-data.pr_7_fact` CASCADE",
     ]
     assert not (tmp_path / "data" / "envs").exists()
+
+
+def test_bad_input_is_refused_clearly_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setenv("MINATO_DATA_DIR", str(data))
+    monkeypatch.setenv("MINATO_WAREHOUSE", "duckdb")
+    monkeypatch.setenv("MINATO_DUCKDB_PATH", str(data / "missing.duckdb"))
+    empty_state = tmp_path / "state"
+    empty_state.mkdir()
+
+    def refused(*args: str) -> str:
+        result = CliRunner().invoke(main, ["env", *args])
+        assert result.exit_code != 0
+        return result.output.strip().splitlines()[-1]
+
+    assert refused("create", "Prod!", "--state", str(empty_state)) == (
+        "Error: environment name 'Prod!': use 1-40 lower-case letters, digits, '-' or '_', "
+        "starting with a letter, and not one of dev, staging, prod"
+    )
+    assert refused("create", "prod", "--state", str(empty_state)).startswith(
+        "Error: environment name 'prod'"
+    )
+    assert refused("create", "pr-1", "--state", str(empty_state)) == (
+        f"Error: production manifest not found at {empty_state / 'manifest.json'}: pass the "
+        "manifest.json production was built from (or its folder) with --state"
+    )
+    (empty_state / "manifest.json").write_text("{}")
+    assert refused("create", "pr-1", "--state", str(empty_state)) == (
+        f"Error: production DuckDB file not found: {data / 'missing.duckdb'}"
+    )
+    assert refused("build", "pr-404") == (
+        f"Error: environment 'pr-404' does not exist ({data / 'envs/pr-404/environment.json'} "
+        "not found): run `minato env create pr-404` first"
+    )
+    assert _cli("drop", "pr-404") == "environment pr-404: nothing to drop\n"
+    assert not data.exists()
