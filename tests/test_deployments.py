@@ -15,29 +15,25 @@ from resources import settings
 from resources.settings import REPO_ROOT, Deployment
 from tests.dbt_projects import project_with
 
+PROD_INSTANCE = REPO_ROOT / "deploy" / "dagster.prod.yaml"
 
-def test_each_environment_sets_its_defaults() -> None:
-    assert settings.deployment({"USER": "alice.smith"}) == Deployment(
-        name="dev",
-        dbt_target="duckdb",
-        dataset_prefix="dev_alice_smith_",
-        dagster_instance=REPO_ROOT / "dagster.yaml",
-        alert_channel="#data-alerts-dev",
-    )
-    assert settings.deployment({"MINATO_ENV": "staging"}) == Deployment(
-        name="staging",
-        dbt_target="bigquery",
-        dataset_prefix="staging_",
-        dagster_instance=REPO_ROOT / "deploy" / "dagster.prod.yaml",
-        alert_channel="#data-alerts-staging",
-    )
-    assert settings.deployment({"MINATO_ENV": "prod"}) == Deployment(
-        name="prod",
-        dbt_target="bigquery",
-        dataset_prefix="",
-        dagster_instance=REPO_ROOT / "deploy" / "dagster.prod.yaml",
-        alert_channel="#data-alerts",
-    )
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"USER": "alice.smith"},
+            ("dev", "duckdb", "dev_alice_smith_", REPO_ROOT / "dagster.yaml", "#data-alerts-dev"),
+        ),
+        (
+            {"MINATO_ENV": "staging"},
+            ("staging", "bigquery", "staging_", PROD_INSTANCE, "#data-alerts-staging"),
+        ),
+        ({"MINATO_ENV": "prod"}, ("prod", "bigquery", "", PROD_INSTANCE, "#data-alerts")),
+    ],
+)
+def test_each_environment_sets_its_defaults(env: dict, expected: tuple) -> None:
+    assert settings.deployment(env) == Deployment(*expected)
 
 
 def test_set_variables_win_and_bad_ones_are_refused() -> None:
