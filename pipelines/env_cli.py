@@ -41,7 +41,9 @@ def show() -> None:
 @env.command("create")
 @click.argument("name")
 @click.option("--from", "source", type=click.Choice(["prod", "staging"]), default="prod",
-              show_default=True, help="The environment to clone from.")  # fmt: skip
+              show_default=True,
+              help="The environment the --state manifest and the warehouse belong to: dbt "
+              "renders names as there (BigQuery: its dataset prefix).")  # fmt: skip
 @click.option(
     "--state",
     type=click.Path(exists=True, path_type=Path),

@@ -252,7 +252,10 @@ def test_bigquery_clones_the_parents_and_drops_its_datasets(
         monkeypatch.delenv(name, raising=False)
     project = tmp_path / "project"
     project_with(project, FILES)
-    _dbt(project, "parse")
+    _dbt(project, "parse")  # production's manifest
+    # A developer's shell (dev: datasets `dev_ci_`); `--from prod` renders production's names.
+    monkeypatch.setenv("MINATO_ENV", "dev")
+    monkeypatch.setenv("USER", "ci")
     (project / "models/warehouse/fact/fact_events.sql").write_text(
         FACT.replace("AMOUNT", "amount * 10")
     )

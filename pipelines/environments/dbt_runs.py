@@ -43,7 +43,8 @@ class DbtEnvironment:
         (self.paths.root / "profiles.yml").write_text(yaml.safe_dump(profile, sort_keys=False))
 
     def _env(self) -> dict[str, str]:
-        env = {**os.environ, "DO_NOT_TRACK": "1"}
+        # dbt renders names as in the environment cloned from (its dataset prefix on BigQuery).
+        env = {**os.environ, "DO_NOT_TRACK": "1", "MINATO_ENV": self.record.source}
         if self.record.warehouse == "bigquery":
             env["MINATO_CHANGE_ENV_PREFIX"] = self.record.prefix
         return env

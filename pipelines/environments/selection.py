@@ -48,7 +48,14 @@ def clone_set(built: list[str], manifest: dict, production: dict) -> list[str]:
     """Unique ids to copy from production before `build`, sorted."""
     built_set = set(built)
     clones: set[str] = set()
-    pending = [parent for uid in built for parent in manifest["nodes"][uid]["depends_on"]["nodes"]]
+    # `dbt build` also runs every test that reads a built node (eager indirect selection), and
+    # a relationships test reads a second model: its parents are read too.
+    readers = [*built] + [
+        uid
+        for uid, node in manifest["nodes"].items()
+        if node["resource_type"] == "test" and built_set & set(node["depends_on"]["nodes"])
+    ]
+    pending = [p for uid in readers for p in manifest["nodes"][uid]["depends_on"]["nodes"]]
     while pending:
         uid = pending.pop()
         node = _node(manifest, uid)
