@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import sqlglot
 from click.testing import CliRunner
 
 from pipelines.cli import main
@@ -277,6 +278,8 @@ def test_bigquery_clones_the_parents_and_drops_its_datasets(
         "CREATE OR REPLACE TABLE `acme-data.pr_7_fact.fact_events` "
         "CLONE `acme-data.fact.fact_events`",
     ]
+    for statement in created:  # GoogleSQL, as far as sqlglot knows it
+        assert sqlglot.parse_one(statement, read="bigquery").sql("bigquery")
     assert [query["sql"] for query in client.queries] == [
         "DROP SCHEMA IF EXISTS `acme-data.pr_7_cleansing` CASCADE",
         "DROP SCHEMA IF EXISTS `acme-data.pr_7_fact` CASCADE",

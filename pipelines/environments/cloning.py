@@ -47,10 +47,10 @@ def clone_duckdb(
     with duckdb.connect(str(env_file)) as conn:
         attach_production(conn, production_file)
         for source, target in pairs:
+            table = duckdb_name(target)
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.database}"."{target.schema}"')
             conn.execute(
-                f"CREATE OR REPLACE TABLE {duckdb_name(target)} "
-                f"AS FROM {duckdb_name(as_production(source))}"
+                f"CREATE OR REPLACE TABLE {table} AS FROM {duckdb_name(as_production(source))}"
             )
 
 
@@ -59,8 +59,9 @@ def bigquery_clone_statements(
 ) -> list[str]:
     """The datasets first (once each, sorted), then one clone per table."""
     datasets = sorted({(target.database, target.schema) for _, target in pairs})
+    where = sql_literal(location, dialect="bigquery")
     statements = [
-        f"CREATE SCHEMA IF NOT EXISTS `{project}.{dataset}` OPTIONS (location = '{location}')"
+        f"CREATE SCHEMA IF NOT EXISTS `{project}.{dataset}` OPTIONS (location = {where})"
         for project, dataset in datasets
     ]
     statements += [

@@ -74,14 +74,15 @@ def create(
         (relation(_node(production, uid)), relation(_node(manifest, uid))) for uid in record.cloned
     ]
     if kind == "duckdb":
+        paths.write(record)
         cloning.clone_duckdb(Path(record.duckdb_file), database, pairs)
-    else:
-        # A source keeps production's dataset (dbt_runs.py): it is read there, not cloned.
-        pairs = [(source, target) for source, target in pairs if source != target]
-        location = settings.bigquery_location(env)
-        cloning.run_bigquery(_bigquery(record), cloning.bigquery_clone_statements(pairs, location))
-        record.datasets = sorted({target.schema for _, target in pairs})
-    paths.write(record)
+        return record
+    # A source keeps production's dataset (dbt_runs.py): it is read there, not cloned.
+    pairs = [(source, target) for source, target in pairs if source != target]
+    record.datasets = sorted({target.schema for _, target in pairs})
+    paths.write(record)  # first: a clone that fails half-way still leaves `drop` its datasets
+    location = settings.bigquery_location(env)
+    cloning.run_bigquery(_bigquery(record), cloning.bigquery_clone_statements(pairs, location))
     return record
 
 
