@@ -8,6 +8,7 @@ import click
 import dagster as dg
 
 from pipelines.access_cli import access
+from pipelines.env_cli import env
 from pipelines.generate.commands import generate, metadata
 from pipelines.share_cli import share
 from resources import settings
@@ -209,3 +210,4 @@ main.add_command(access)
 main.add_command(generate)
 main.add_command(metadata)
 main.add_command(share)
+main.add_command(env)

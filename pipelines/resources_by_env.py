@@ -53,7 +53,11 @@ def _optional(variable: str) -> Any:
 def build_warehouse(env: Mapping[str, str] | None = None) -> Warehouse:
     env = os.environ if env is None else env
     if _choice(env, "MINATO_WAREHOUSE", {"duckdb", "bigquery"}) == "bigquery":
-        bigquery_settings: dict[str, Any] = {"project": dg.EnvVar("MINATO_BIGQUERY_PROJECT")}
+        bigquery_settings: dict[str, Any] = {
+            "project": dg.EnvVar("MINATO_BIGQUERY_PROJECT"),
+            # Unset, the prefix is MINATO_ENV's (dev: per user), as dbt computes it.
+            "dataset_prefix": settings.dataset_prefix(env),
+        }
         for field, variable in (
             ("location", "MINATO_BIGQUERY_LOCATION"),
             ("dataset_prefix", "MINATO_BIGQUERY_DATASET_PREFIX"),
@@ -97,7 +101,7 @@ def build_resources() -> dict[str, Any]:
         "crm_destination": build_crm_destination(env),
         "notifier": Notifier(
             slack_bot_token=_optional("SLACK_BOT_TOKEN"),
-            slack_channel=os.environ.get("MINATO_SLACK_CHANNEL", "#data-alerts"),
+            slack_channel=settings.deployment(env).alert_channel,
             dagster_ui_url=os.environ.get("MINATO_DAGSTER_UI_URL", "http://localhost:3000"),
         ),
         "dbt": dbt_cli(),

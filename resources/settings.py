@@ -7,7 +7,7 @@ say the same thing in Jinja (tests/test_settings.py renders the profile to prove
 
 | variable                 | embedded default            | production             |
 | `MINATO_DATA_DIR`        | `<repo>/data`               | (unused)               |
-| `MINATO_WAREHOUSE`       | `duckdb`                    | `bigquery`             |
+| `MINATO_WAREHOUSE`       | `duckdb` (dev)              | `bigquery`             |
 | `MINATO_DUCKDB_PATH`     | `<data>/warehouse.duckdb`   | —                      |
 | `MINATO_SHARDS_FILE`     | `<repo>/shards.yaml`        | your shards file       |
 | `MINATO_LANDING`         | `local`                     | `s3`                   |
@@ -23,7 +23,9 @@ The README lists every variable, production-only ones included.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,10 @@ def data_dir(env: Environment | None = None) -> Path:
 def embedded_defaults(env: Environment | None = None) -> dict[str, str]:
     """The value every defaulted variable takes when it is unset."""
     data = data_dir(env)
+    deployment = _env(env).get("MINATO_ENV", "dev")
     return {
         "MINATO_DATA_DIR": str(data),
-        "MINATO_WAREHOUSE": "duckdb",
+        "MINATO_WAREHOUSE": "duckdb" if deployment == "dev" else "bigquery",
         "MINATO_DUCKDB_PATH": str(data / "warehouse.duckdb"),
         "MINATO_SHARDS_FILE": str(REPO_ROOT / "shards.yaml"),
         "MINATO_LANDING": "local",
@@ -108,3 +111,54 @@ def minato_env(env: Environment | None = None) -> str:
     if value not in ENVIRONMENTS:
         raise ValueError(f"MINATO_ENV={value!r}: expected one of {', '.join(ENVIRONMENTS)}")
     return value
+
+
+def bigquery_location(env: Environment | None = None) -> str:
+    return effective(env).get("MINATO_BIGQUERY_LOCATION") or "asia-northeast1"
+
+
+def dataset_prefix(env: Environment | None = None) -> str:
+    """BigQuery's dataset prefix: MINATO_BIGQUERY_DATASET_PREFIX, else the environment's:
+    none in prod, `staging_` in staging, `dev_<user>_` in dev, so that two developers never
+    write the same datasets. dbt computes the same default in Jinja (sources.yml and
+    generate_schema_name.sql; tests/test_settings.py renders both)."""
+    values = effective(env)
+    if "MINATO_BIGQUERY_DATASET_PREFIX" in values:
+        return values["MINATO_BIGQUERY_DATASET_PREFIX"]
+    name = minato_env(env)
+    if name != "dev":
+        return {"prod": "", "staging": "staging_"}[name]
+    user = values.get("USER", "local").lower().replace(".", "_").replace("-", "_")
+    if not re.fullmatch(r"[a-z0-9_]+", user):
+        raise ValueError(
+            f"USER={values.get('USER')!r} cannot name a dataset: set MINATO_BIGQUERY_DATASET_PREFIX"
+        )
+    return f"dev_{user}_"
+
+
+_INSTANCE_FILES = {"dev": "dagster.yaml", "staging": "deploy/dagster.prod.yaml"}
+_ALERT_CHANNELS = {"dev": "#data-alerts-dev", "staging": "#data-alerts-staging"}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What MINATO_ENV sets; each part still yields to its own variable where it has one."""
+
+    name: str  # dev | staging | prod
+    dbt_target: str  # = MINATO_WAREHOUSE: duckdb in dev, bigquery in staging and prod
+    dataset_prefix: str  # BigQuery datasets
+    dagster_instance: Path  # the file to install as $DAGSTER_HOME/dagster.yaml
+    alert_channel: str  # MINATO_SLACK_CHANNEL
+
+
+def deployment(env: Environment | None = None) -> Deployment:
+    name = minato_env(env)
+    values = effective(env)
+    return Deployment(
+        name=name,
+        dbt_target=warehouse_kind(env),
+        dataset_prefix=dataset_prefix(env),
+        dagster_instance=REPO_ROOT / _INSTANCE_FILES.get(name, "deploy/dagster.prod.yaml"),
+        alert_channel=values.get("MINATO_SLACK_CHANNEL")
+        or _ALERT_CHANNELS.get(name, "#data-alerts"),
+    )

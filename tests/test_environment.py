@@ -102,6 +102,7 @@ def test_bigquery_optional_settings_keep_their_defaults(
 ) -> None:
     monkeypatch.setenv("MINATO_WAREHOUSE", "bigquery")
     monkeypatch.setenv("MINATO_BIGQUERY_PROJECT", "minato-dev")
+    monkeypatch.setenv("MINATO_ENV", "prod")  # dev's default prefix is per user
     for name in (
         "MINATO_BIGQUERY_LOCATION",
         "MINATO_BIGQUERY_DATASET_PREFIX",

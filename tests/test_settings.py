@@ -30,6 +30,8 @@ def _clean_env() -> dict[str, str]:
         {"MINATO_DATA_DIR": "/srv/minato"},
         {"MINATO_DATA_DIR": "elsewhere/data"},
         {"MINATO_DATA_DIR": "/srv/minato", "MINATO_DUCKDB_PATH": "/fast/disk/wh.duckdb"},
+        {"MINATO_ENV": "prod"},
+        {"MINATO_ENV": "staging", "MINATO_WAREHOUSE": "duckdb"},
     ],
 )
 def test_dbt_profile_defaults_are_the_settings(env: dict[str, str]) -> None:
