@@ -12,6 +12,8 @@ from assets.dbt_models.layers import dbt_model_assets
 from assets.ingestion.landing_files import landing_file_assets
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import anomaly_assets, anomaly_checks
+from assets.snapshot_restore.assets import snapshot_restore_assets
+from assets.snapshot_restore.janitor import ephemeral_instance_janitor
 from assets.sync.assets import sync_assets, sync_checks
 from pipelines.jobs import ingest_shards_job, warehouse_daily_job
 from pipelines.resources_by_env import build_resources
@@ -21,6 +23,7 @@ from pipelines.sensors import landing_sensor, run_failure_alert, warehouse_after
 defs = dg.Definitions(
     assets=[
         *shard_table_assets(),
+        *snapshot_restore_assets(),
         *landing_file_assets(),
         *dbt_model_assets(),
         *anomaly_assets(),
@@ -29,6 +32,11 @@ defs = dg.Definitions(
     asset_checks=[*anomaly_checks(), *sync_checks()],
     jobs=[ingest_shards_job, warehouse_daily_job],
     schedules=[daily_ingestion_schedule],
-    sensors=[landing_sensor, warehouse_after_ingestion_sensor, run_failure_alert],
+    sensors=[
+        landing_sensor,
+        warehouse_after_ingestion_sensor,
+        run_failure_alert,
+        ephemeral_instance_janitor,
+    ],
     resources=build_resources(),
 )

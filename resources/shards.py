@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -45,6 +45,15 @@ class ShardConfigError(ValueError):
     """The shards file is missing, malformed or references an unset environment variable."""
 
 
+def zone_name(value: str) -> str:
+    """`value` if it names an IANA time zone; else a ValueError for the configuration file."""
+    try:
+        ZoneInfo(value)
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"no time zone named {value!r}") from exc
+    return value
+
+
 class ShardSpec(StrictModel):
     """One entry of the shards file."""
 
@@ -62,12 +71,7 @@ class ShardSpec(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ValueError, KeyError) as exc:
-                raise ValueError(f"no time zone named {value!r}") from exc
-        return value
+        return None if value is None else zone_name(value)
 
     def url(self) -> str:
         """The URL with `${VAR}` references resolved; only called when connecting."""
@@ -194,16 +198,29 @@ class ShardSource(dg.ConfigurableResource):
                 return spec
         raise ShardConfigError(f"{self.shards_path}: no shard named {name!r}")
 
-    @contextlib.contextmanager
-    def connect(self, name: str) -> Iterator[ShardConnection]:
-        spec = self.spec(name)
-        url = engine_url = sa.make_url(spec.url())
-        if url.get_backend_name() == "sqlite" and url.database:
-            # Read-only: a wrong path must fail, not silently create an empty shard.
-            engine_url = url.set(database=f"file:{url.database}?mode=ro", query={"uri": "true"})
-        engine = sa.create_engine(engine_url, pool_pre_ping=True)
-        try:
-            with engine.connect() as conn:
-                yield ShardConnection(spec, url, conn)
-        finally:
-            engine.dispose()
+    def connect(self, name: str) -> contextlib.AbstractContextManager[ShardConnection]:
+        return connect_spec(self.spec(name))
+
+
+class Shards(Protocol):
+    """What shard ingestion reads through: the shards file (`ShardSource`), or one database
+    known only at run time, such as an instance restored from a snapshot."""
+
+    def spec(self, name: str) -> ShardSpec: ...
+
+    def connect(self, name: str) -> contextlib.AbstractContextManager[ShardConnection]: ...
+
+
+@contextlib.contextmanager
+def connect_spec(spec: ShardSpec) -> Iterator[ShardConnection]:
+    """An open connection to the shard `spec` describes, closed on exit."""
+    url = engine_url = sa.make_url(spec.url())
+    if url.get_backend_name() == "sqlite" and url.database:
+        # Read-only: a wrong path must fail, not silently create an empty shard.
+        engine_url = url.set(database=f"file:{url.database}?mode=ro", query={"uri": "true"})
+    engine = sa.create_engine(engine_url, pool_pre_ping=True)
+    try:
+        with engine.connect() as conn:
+            yield ShardConnection(spec, url, conn)
+    finally:
+        engine.dispose()
