@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import sqlalchemy as sa
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from resources import settings
 from resources.config_files import (
@@ -54,6 +54,37 @@ def zone_name(value: str) -> str:
     return value
 
 
+# Fargate's valid task sizes: CPU units (1024 = 1 vCPU) -> memory MiB (first, last, step).
+FARGATE_SIZES = {
+    256: (512, 2048, 512),
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+
+
+class RunSize(StrictModel):
+    """CPU and memory of one shard's run: a larger shard gets a larger task or pod."""
+
+    cpu: int = Field(description="CPU units, 1024 = 1 vCPU (ECS task CPU).")
+    memory: int = Field(description="Memory in MiB.")
+
+    @model_validator(mode="after")
+    def _fargate(self) -> RunSize:
+        if self.cpu not in FARGATE_SIZES:
+            raise ValueError(f"cpu {self.cpu} is not a Fargate size: {list(FARGATE_SIZES)}")
+        first, last, step = FARGATE_SIZES[self.cpu]
+        if self.memory not in range(first, last + 1, step):
+            raise ValueError(
+                f"Fargate runs cpu {self.cpu} with {first}..{last} MiB in steps "
+                f"of {step}, not {self.memory}"
+            )
+        return self
+
+
 class ShardSpec(StrictModel):
     """One entry of the shards file."""
 
@@ -66,6 +97,9 @@ class ShardSpec(StrictModel):
     timezone: str | None = Field(
         default=None,
         description="The zone the shard writes DATETIMEs in; unset (MySQL only): the server's.",
+    )
+    size: RunSize | None = Field(
+        default=None, description="CPU and memory of the shard's run; unset: the launcher's."
     )
 
     @field_validator("timezone")
