@@ -17,7 +17,11 @@ import pytest
 import yaml
 
 from assets.snapshot_restore.assets import build_snapshot_asset
-from assets.snapshot_restore.janitor import delete_expired, ephemeral_instance_janitor
+from assets.snapshot_restore.janitor import (
+    JanitorError,
+    delete_expired,
+    ephemeral_instance_janitor,
+)
 from assets.snapshot_restore.restore import SnapshotRestoreError, latest_snapshot
 from assets.snapshot_restore.sources import SnapshotSourceError, load_snapshot_sources
 from resources.rds import RdsApi
@@ -251,9 +255,12 @@ def test_a_stale_or_early_snapshot_is_refused_before_any_restore(aws, tmp_path) 
     assert "RestoreDBInstanceFromDBSnapshot" not in requests.operations()
 
 
-def _restore(client, identifier: str, tags: list[dict[str, str]]) -> None:
+def _restore(client, identifier: str, tags: list[dict[str, str]], protected=False) -> None:
     client.restore_db_instance_from_db_snapshot(
-        DBInstanceIdentifier=identifier, DBSnapshotIdentifier="nightly", Tags=tags
+        DBInstanceIdentifier=identifier,
+        DBSnapshotIdentifier="nightly",
+        Tags=tags,
+        DeletionProtection=protected,
     )
 
 
@@ -279,6 +286,19 @@ def test_the_janitor_deletes_only_expired_ephemeral_instances(aws) -> None:
         }
     ]
     assert _instances(client) == [PRODUCTION, "not-ephemeral", "someone-elses-copy"]
+
+
+def test_an_instance_rds_refuses_to_delete_does_not_stop_the_janitor(aws) -> None:
+    client, requests = aws
+    _restore(client, "minato-protected", [{"Key": "minato:ephemeral", "Value": "true"}], True)
+    _restore(client, "minato-left-behind", [{"Key": "minato:ephemeral", "Value": "true"}])
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=13)
+    with pytest.raises(JanitorError, match=r"could not delete minato-protected \(") as error:
+        delete_expired(client, later, dt.timedelta(hours=12))
+    assert str(error.value).endswith("; deleted: minato-left-behind")
+    deletes = [d["DBInstanceIdentifier"] for d in requests.of("DeleteDBInstance")]
+    assert deletes == ["minato-protected", "minato-left-behind"]
+    assert _instances(client) == [PRODUCTION, "minato-protected"]
 
 
 def test_the_janitor_sensor_deletes_through_its_resource(aws) -> None:

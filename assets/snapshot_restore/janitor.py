@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+from botocore.exceptions import ClientError
 
 from assets.snapshot_restore.restore import EPHEMERAL_TAG, delete_instance
 from resources.rds import RdsApi
@@ -28,11 +29,28 @@ def expired_ephemeral_instances(
                 yield instance["DBInstanceIdentifier"]
 
 
+class JanitorError(RuntimeError):
+    """Some expired instances could not be deleted (the others were)."""
+
+
 def delete_expired(client: Any, now: dt.datetime, max_age: dt.timedelta) -> list[str]:
-    expired = list(expired_ephemeral_instances(client, now, max_age))
-    for identifier in expired:
-        delete_instance(client, identifier)
-    return expired
+    """Delete every expired ephemeral instance; one that RDS refuses to delete does not stop
+    the others, and fails the tick afterwards, naming it (the next tick tries again)."""
+    deleted: list[str] = []
+    refused: list[str] = []
+    for identifier in list(expired_ephemeral_instances(client, now, max_age)):
+        try:
+            delete_instance(client, identifier)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            refused.append(f"{identifier} ({error.get('Code')}: {error.get('Message')})")
+        else:
+            deleted.append(identifier)
+    if refused:
+        raise JanitorError(
+            f"could not delete {'; '.join(refused)}; deleted: {', '.join(deleted) or 'none'}"
+        )
+    return deleted
 
 
 @dg.sensor(
