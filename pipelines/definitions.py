@@ -19,6 +19,7 @@ from pipelines.jobs import ingest_shards_job, warehouse_daily_job
 from pipelines.resources_by_env import build_resources
 from pipelines.schedules import daily_ingestion_schedule
 from pipelines.sensors import landing_sensor, run_failure_alert, warehouse_after_ingestion_sensor
+from pipelines.snapshot_restore_schedule import snapshot_restore_schedules
 
 defs = dg.Definitions(
     assets=[
@@ -31,7 +32,7 @@ defs = dg.Definitions(
     ],
     asset_checks=[*anomaly_checks(), *sync_checks()],
     jobs=[ingest_shards_job, warehouse_daily_job],
-    schedules=[daily_ingestion_schedule],
+    schedules=[daily_ingestion_schedule, *snapshot_restore_schedules()],
     sensors=[
         landing_sensor,
         warehouse_after_ingestion_sensor,

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 import yaml
 
-from assets.snapshot_restore.assets import build_snapshot_asset
+from assets.snapshot_restore.assets import build_snapshot_asset, snapshot_restore_assets
 from assets.snapshot_restore.janitor import (
     JanitorError,
     delete_expired,
@@ -24,6 +24,7 @@ from assets.snapshot_restore.janitor import (
 )
 from assets.snapshot_restore.restore import SnapshotRestoreError, latest_snapshot
 from assets.snapshot_restore.sources import SnapshotSourceError, load_snapshot_sources
+from pipelines.snapshot_restore_schedule import snapshot_restore_schedules
 from resources.rds import RdsApi
 from resources.settings import REPO_ROOT
 from resources.warehouse import DuckDBWarehouse
@@ -340,3 +341,28 @@ def test_the_example_sources_file_loads_and_errors_name_file_line_and_key(tmp_pa
         "name, instance, url, timezone, max_snapshot_age_hours, instance_class, subnet_group, "
         "security_groups, tables",
     ]
+
+
+def test_the_nightly_schedule_loads_the_previous_business_day_of_every_source(
+    monkeypatch,
+) -> None:
+    monkeypatch.delenv("MINATO_SNAPSHOT_SOURCES_FILE", raising=False)
+    assert snapshot_restore_assets() == () and snapshot_restore_schedules() == ()
+    example = REPO_ROOT / "metadata" / "snapshot_sources.yml"
+    monkeypatch.setenv("MINATO_SNAPSHOT_SOURCES_FILE", str(example))
+    defs = dg.Definitions(
+        assets=snapshot_restore_assets(),
+        schedules=snapshot_restore_schedules(),
+        resources={"rds": RDS, "warehouse": DuckDBWarehouse(path="unused.duckdb")},
+    )
+    schedule = defs.resolve_schedule_def("snapshot_restore_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 3 * * *", "Asia/Tokyo")
+    tick = dt.datetime(2026, 11, 27, 3, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    context = dg.build_schedule_context(scheduled_execution_time=tick)
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-11-26"
+    job = defs.resolve_job_def("snapshot_restore")
+    assert set(job.asset_layer.selected_asset_keys) == {
+        dg.AssetKey(["lake", "billing_invoices"]),
+        dg.AssetKey(["lake", "billing_payments"]),
+    }
