@@ -44,7 +44,7 @@ def build_snapshot_asset(source: SnapshotSource) -> dg.AssetsDefinition:
         ],
         check_specs=[reconciliation_check_spec(key) for key in keys],
         pool="warehouse",
-        # One restore serves every table: they are copied together or not at all.
+        # One restore serves every table: a run copies all of them (each in its own transaction).
         can_subset=False,
     )
     def _copy(context: dg.AssetExecutionContext, rds: RdsApi, warehouse: Warehouse):
