@@ -12,15 +12,19 @@ from assets.dbt_models.layers import dbt_model_assets
 from assets.ingestion.landing_files import landing_file_assets
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import anomaly_assets, anomaly_checks
+from assets.snapshot_restore.assets import snapshot_restore_assets
+from assets.snapshot_restore.janitor import ephemeral_instance_janitor
 from assets.sync.assets import sync_assets, sync_checks
 from pipelines.jobs import ingest_shards_job, warehouse_daily_job
 from pipelines.resources_by_env import build_resources
 from pipelines.schedules import daily_ingestion_schedule
 from pipelines.sensors import landing_sensor, run_failure_alert, warehouse_after_ingestion_sensor
+from pipelines.snapshot_restore_schedule import snapshot_restore_schedules
 
 defs = dg.Definitions(
     assets=[
         *shard_table_assets(),
+        *snapshot_restore_assets(),
         *landing_file_assets(),
         *dbt_model_assets(),
         *anomaly_assets(),
@@ -28,7 +32,12 @@ defs = dg.Definitions(
     ],
     asset_checks=[*anomaly_checks(), *sync_checks()],
     jobs=[ingest_shards_job, warehouse_daily_job],
-    schedules=[daily_ingestion_schedule],
-    sensors=[landing_sensor, warehouse_after_ingestion_sensor, run_failure_alert],
+    schedules=[daily_ingestion_schedule, *snapshot_restore_schedules()],
+    sensors=[
+        landing_sensor,
+        warehouse_after_ingestion_sensor,
+        run_failure_alert,
+        ephemeral_instance_janitor,
+    ],
     resources=build_resources(),
 )

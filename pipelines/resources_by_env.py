@@ -26,6 +26,7 @@ from resources import settings
 from resources.destinations import PostgresDestination, SQLiteDestination, SyncDestination
 from resources.landing import LandingStore, LocalLandingStore, S3LandingStore
 from resources.notifications import Notifier
+from resources.rds import RdsApi
 from resources.shards import ShardSource
 from resources.warehouse import BigQueryWarehouse, DuckDBWarehouse, Warehouse
 
@@ -105,4 +106,8 @@ def build_resources() -> dict[str, Any]:
             dagster_ui_url=os.environ.get("MINATO_DAGSTER_UI_URL", "http://localhost:3000"),
         ),
         "dbt": dbt_cli(),
+        "rds": RdsApi(
+            endpoint_url=_optional("MINATO_RDS_ENDPOINT_URL"),
+            connect_through=_optional("MINATO_RDS_CONNECT_THROUGH"),
+        ),
     }

@@ -8,6 +8,7 @@ import dagster as dg
 from assets.constants import BUSINESS_TIMEZONE
 from assets.partitions import day_shard_key, shard_names
 from pipelines.jobs import ingest_shards_job
+from pipelines.run_sizes import run_size_tags_by_shard
 
 
 def previous_business_day(scheduled: dt.datetime) -> dt.date:
@@ -23,11 +24,12 @@ def previous_business_day(scheduled: dt.datetime) -> dt.date:
 )
 def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     day = previous_business_day(context.scheduled_execution_time).isoformat()
+    sizes = run_size_tags_by_shard()  # a larger shard gets a larger task or pod
     return [
         dg.RunRequest(
             run_key=f"{day}|{shard}",
             partition_key=day_shard_key(day, shard),
-            tags={"minato/shard": shard},
+            tags={"minato/shard": shard, **sizes[shard]},
         )
         for shard in shard_names()
     ]

@@ -4,7 +4,7 @@ A file is parsed into typed models (pydantic) that refuse unknown keys, so a typ
 `timezon:` is an error instead of a silently ignored key. Every problem names the file, the
 line and the key, in one form whatever the file:
 
-    shards.yaml:7: shard 'shard_02': key 'timezon': unknown key; allowed: name, url, timezone
+    shards.yaml:7: shard 'shard_02': key 'timezon': unknown key; allowed: name, url, timezone, size
 
 Errors are raised as the caller's own exception class (e.g. `ShardConfigError`), so each feature
 keeps its error type while all of them read alike.

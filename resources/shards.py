@@ -20,13 +20,13 @@ import re
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import sqlalchemy as sa
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from resources import settings
 from resources.config_files import (
@@ -45,6 +45,46 @@ class ShardConfigError(ValueError):
     """The shards file is missing, malformed or references an unset environment variable."""
 
 
+def zone_name(value: str) -> str:
+    """`value` if it names an IANA time zone; else a ValueError for the configuration file."""
+    try:
+        ZoneInfo(value)
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"no time zone named {value!r}") from exc
+    return value
+
+
+# Fargate's valid task sizes: CPU units (1024 = 1 vCPU) -> memory MiB (first, last, step).
+FARGATE_SIZES = {
+    256: (512, 2048, 512),
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+
+
+class RunSize(StrictModel):
+    """CPU and memory of one shard's run: a larger shard gets a larger task or pod."""
+
+    cpu: int = Field(description="CPU units, 1024 = 1 vCPU (ECS task CPU).")
+    memory: int = Field(description="Memory in MiB.")
+
+    @model_validator(mode="after")
+    def _fargate(self) -> RunSize:
+        if self.cpu not in FARGATE_SIZES:
+            raise ValueError(f"cpu {self.cpu} is not a Fargate size: {list(FARGATE_SIZES)}")
+        first, last, step = FARGATE_SIZES[self.cpu]
+        if self.memory not in range(first, last + 1, step):
+            raise ValueError(
+                f"Fargate runs cpu {self.cpu} with {first}..{last} MiB in steps "
+                f"of {step}, not {self.memory}"
+            )
+        return self
+
+
 class ShardSpec(StrictModel):
     """One entry of the shards file."""
 
@@ -58,16 +98,14 @@ class ShardSpec(StrictModel):
         default=None,
         description="The zone the shard writes DATETIMEs in; unset (MySQL only): the server's.",
     )
+    size: RunSize | None = Field(
+        default=None, description="CPU and memory of the shard's run; unset: the launcher's."
+    )
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ValueError, KeyError) as exc:
-                raise ValueError(f"no time zone named {value!r}") from exc
-        return value
+        return None if value is None else zone_name(value)
 
     def url(self) -> str:
         """The URL with `${VAR}` references resolved; only called when connecting."""
@@ -194,16 +232,29 @@ class ShardSource(dg.ConfigurableResource):
                 return spec
         raise ShardConfigError(f"{self.shards_path}: no shard named {name!r}")
 
-    @contextlib.contextmanager
-    def connect(self, name: str) -> Iterator[ShardConnection]:
-        spec = self.spec(name)
-        url = engine_url = sa.make_url(spec.url())
-        if url.get_backend_name() == "sqlite" and url.database:
-            # Read-only: a wrong path must fail, not silently create an empty shard.
-            engine_url = url.set(database=f"file:{url.database}?mode=ro", query={"uri": "true"})
-        engine = sa.create_engine(engine_url, pool_pre_ping=True)
-        try:
-            with engine.connect() as conn:
-                yield ShardConnection(spec, url, conn)
-        finally:
-            engine.dispose()
+    def connect(self, name: str) -> contextlib.AbstractContextManager[ShardConnection]:
+        return connect_spec(self.spec(name))
+
+
+class Shards(Protocol):
+    """What shard ingestion reads through: the shards file (`ShardSource`), or one database
+    known only at run time, such as an instance restored from a snapshot."""
+
+    def spec(self, name: str) -> ShardSpec: ...
+
+    def connect(self, name: str) -> contextlib.AbstractContextManager[ShardConnection]: ...
+
+
+@contextlib.contextmanager
+def connect_spec(spec: ShardSpec) -> Iterator[ShardConnection]:
+    """An open connection to the shard `spec` describes, closed on exit."""
+    url = engine_url = sa.make_url(spec.url())
+    if url.get_backend_name() == "sqlite" and url.database:
+        # Read-only: a wrong path must fail, not silently create an empty shard.
+        engine_url = url.set(database=f"file:{url.database}?mode=ro", query={"uri": "true"})
+    engine = sa.create_engine(engine_url, pool_pre_ping=True)
+    try:
+        with engine.connect() as conn:
+            yield ShardConnection(spec, url, conn)
+    finally:
+        engine.dispose()

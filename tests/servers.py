@@ -43,3 +43,34 @@ def mariadb_database(name: str, host: str = "127.0.0.1", port: int = 3306) -> It
         with admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.close()
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str, host: str = "127.0.0.1", port: int = 5432) -> Iterator[str]:
+    """The name of a fresh database on the local PostgreSQL (user postgres, trust auth),
+    dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    require_server(host, port, "PostgreSQL")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = f"host={host} port={port} user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def dagster_postgres_env(database: str, host: str = "127.0.0.1", port: int = 5432) -> dict:
+    """The DAGSTER_PG_* variables the production instances read, for a local database."""
+    return {
+        "DAGSTER_PG_HOST": host,
+        "DAGSTER_PG_PORT": str(port),
+        "DAGSTER_PG_USERNAME": "postgres",
+        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_DB": database,
+    }

@@ -346,7 +346,7 @@ def test_a_typo_in_the_shards_file_fails_at_once_naming_line_and_key(tmp_path: P
 
     assert _failure(result).endswith(
         f"{shards_file}:4: shard 'shard_01': key 'timezon': unknown key; allowed: name, url, "
-        "timezone"
+        "timezone, size"
     )
     assert _retries(result) == 0
 

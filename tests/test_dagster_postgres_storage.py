@@ -1,15 +1,12 @@
 """Production Dagster runs on PostgreSQL storage (deploy/dagster.prod.yaml), configured only by
 environment variables; proven against the local PostgreSQL server."""
 
-import uuid
-
 import dagster as dg
-import psycopg
 import pytest
 import yaml
 
 from resources.settings import REPO_ROOT
-from tests.servers import require_server
+from tests.servers import dagster_postgres_env, postgres_database
 
 pytestmark = pytest.mark.postgres
 
@@ -18,29 +15,12 @@ HOST, PORT = "127.0.0.1", 5432
 
 @pytest.fixture
 def dagster_database():
-    require_server(HOST, PORT, "PostgreSQL")
-    name = f"minato_dagster_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(
-        f"host={HOST} port={PORT} user=postgres dbname=postgres", autocommit=True
-    ) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
+    with postgres_database("minato_dagster", HOST, PORT) as name:
         yield name
-    finally:
-        with psycopg.connect(
-            f"host={HOST} port={PORT} user=postgres dbname=postgres", autocommit=True
-        ) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_prod_instance_stores_runs_in_postgres(dagster_database, tmp_path, monkeypatch):
-    for variable, value in {
-        "DAGSTER_PG_HOST": HOST,
-        "DAGSTER_PG_PORT": str(PORT),
-        "DAGSTER_PG_USERNAME": "postgres",
-        "DAGSTER_PG_PASSWORD": "",
-        "DAGSTER_PG_DB": dagster_database,
-    }.items():
+    for variable, value in dagster_postgres_env(dagster_database, HOST, PORT).items():
         monkeypatch.setenv(variable, value)
     (tmp_path / "dagster.yaml").write_text((REPO_ROOT / "deploy" / "dagster.prod.yaml").read_text())
     config = yaml.safe_load((tmp_path / "dagster.yaml").read_text())

@@ -5,8 +5,6 @@ import csv
 import io
 import json
 import os
-import socket
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +12,12 @@ import boto3
 import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
-from moto.server import ThreadedMotoServer
 
 from assets.ingestion.landing_files import build_crm_contacts, build_search_console_pages
 from pipelines.sensors import landing_sensor
 from resources.landing import LandingStore, LocalLandingStore, S3LandingStore
 from resources.warehouse import DuckDBWarehouse
+from tests.aws import moto_server
 
 SEARCH_CONSOLE_CSV = (
     b"date,page,clicks,impressions,ctr,position\n2026-01-01,/pricing,10,200,0.05,3.1\n"
@@ -205,25 +203,10 @@ def test_local_store_reads_only_inside_its_root(tmp_path: Path) -> None:
 BUCKET = "minato-landing"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def s3_endpoint() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    # Moto keeps its state per process, not per server: start every test from an empty bucket
-    # list, or objects put by an earlier test would still be there.
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
-    try:
+    with moto_server() as endpoint:
         yield endpoint
-    finally:
-        server.stop()
 
 
 def s3_resource(endpoint: str) -> S3Resource:

@@ -14,6 +14,13 @@ class LakeTable:
     # Rows changed this long before the day starts are read again: a transaction that
     # committed after the previous day's run is not missed. Cleansing keeps one copy.
     overlap: dt.timedelta = dt.timedelta(minutes=30)
+    # The logical name of the client tables on the source, when the lake's name differs
+    # (a snapshot source's `orders_<client>` tables land in `lake.<source>_orders`).
+    source: str | None = None
+
+    @property
+    def source_name(self) -> str:
+        return self.source or self.name
 
 
 SHARD_LAKE_TABLES = (

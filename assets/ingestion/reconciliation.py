@@ -99,13 +99,28 @@ def reconciliation_rows(
     return pa.Table.from_pylist(rows, schema=RECONCILIATION_ARROW_SCHEMA)
 
 
-def reconciliation_check(rows: pa.Table) -> dg.AssetCheckResult:
+def reconciliation_check_spec(asset_key: dg.AssetKey) -> dg.AssetCheckSpec:
+    """Blocking: a load that does not reconcile with the source stops everything downstream."""
+    return dg.AssetCheckSpec(
+        RECONCILIATION_CHECK,
+        asset=asset_key,
+        blocking=True,
+        description="Per (shard, business day): rows counted by the source equal rows "
+        "loaded plus rows quarantined, and the key checksums agree "
+        "(monitoring.ingestion_reconciliation).",
+    )
+
+
+def reconciliation_check(
+    rows: pa.Table, asset_key: dg.AssetKey | None = None
+) -> dg.AssetCheckResult:
     records = rows.to_pylist()
     mismatches = [r for r in records if not r["reconciled"]]
     source = sum(r["source_rows"] for r in records)
     loaded = sum(r["loaded_rows"] + r["quarantined_rows"] for r in records)
     return dg.AssetCheckResult(
         check_name=RECONCILIATION_CHECK,
+        asset_key=asset_key,
         passed=not mismatches,
         severity=dg.AssetCheckSeverity.ERROR,
         description=None

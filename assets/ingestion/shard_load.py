@@ -49,7 +49,7 @@ from assets.ingestion.shard_catalog import (
 from assets.ingestion.shard_errors import PermanentShardError, permanent_reason, safe_url
 from assets.ingestion.shard_reader import ShardReadError, read_windows
 from assets.partitions import business_days, split_day_shard_key
-from resources.shards import ShardConfigError, ShardSource
+from resources.shards import ShardConfigError, Shards
 from resources.warehouse import PartitionSink, PartitionTarget, RowScope, Warehouse
 
 LAKE_PARTITION_COLUMNS = ("_business_day", "_shard")
@@ -227,7 +227,7 @@ class LoadReport:
 
 
 @contextlib.contextmanager
-def _shard_errors(shards: ShardSource, shard: str) -> Iterator[None]:
+def _shard_errors(shards: Shards, shard: str) -> Iterator[None]:
     """Permanent errors fail at once, naming the shard, its URL (no password) and what to do;
     transient ones are left to the retries (per batch, then the step's RetryPolicy)."""
     try:
@@ -244,7 +244,7 @@ def _shard_errors(shards: ShardSource, shard: str) -> Iterator[None]:
         raise ShardReadError(_where(shards, shard, str(exc))) from exc
 
 
-def _where(shards: ShardSource, shard: str, message: str) -> str:
+def _where(shards: Shards, shard: str, message: str) -> str:
     """`shard <name> (<url without password>): <message>`."""
     try:
         # The template: `${VARS}` stand where passwords are, and it can always be shown.
@@ -264,13 +264,13 @@ def _require_change_column(table: LakeTable, physical: Sequence[PhysicalTable]) 
         raise SchemaDriftError(
             f"{listed} has no column {table.change_column!r}, which selects a day's rows: add "
             "it on the shard, or rename the table so it is not read as a client's "
-            f"{table.name}"
+            f"{table.source_name}"
         )
 
 
 def load_partitions(
     table: LakeTable,
-    shards: ShardSource,
+    shards: Shards,
     warehouse: Warehouse,
     keys: Sequence[str],
     loaded_at: dt.datetime,
@@ -296,13 +296,14 @@ def load_partitions(
         sink.append(quarantine, QUARANTINE_SCHEMA.empty_table())
         for shard, days in by_shard.items():
             with _shard_errors(shards, shard), shards.connect(shard) as conn:
-                found = discover_shard(conn, [table.name])
+                found = discover_shard(conn, [table.source_name])
                 physical = found.tables
                 discovery[shard] = found.report()
                 log(f"shard {shard}: {_summary(discovery[shard])}")
                 if not physical:
                     raise SchemaDriftError(
-                        f"no `{table.name}_<client_id>` tables found; is the shard URL right?"
+                        f"no `{table.source_name}_<client_id>` tables found; is the shard URL "
+                        "right?"
                     )
                 _require_change_column(table, physical)
                 drift[shard] = check_drift(shard, physical)

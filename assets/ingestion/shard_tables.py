@@ -7,13 +7,14 @@ backfill resumes from there.
 
 import datetime as dt
 import functools
+from typing import Any
 
 import dagster as dg
 
 from assets.constants import LAKE_SCHEMA
 from assets.ingestion.lake_tables import SHARD_LAKE_TABLES, LakeTable
-from assets.ingestion.reconciliation import RECONCILIATION_CHECK, reconciliation_check
-from assets.ingestion.shard_load import load_partitions
+from assets.ingestion.reconciliation import reconciliation_check, reconciliation_check_spec
+from assets.ingestion.shard_load import LoadReport, load_partitions
 from assets.partitions import day_shard_partitions
 from resources import settings
 from resources.shards import ShardSource
@@ -31,6 +32,31 @@ UNRECONCILED_METADATA = "unreconciled_partitions"
 DISCOVERY_METADATA = "discovery"
 
 
+def load_metadata(report: LoadReport) -> dict[str, Any]:
+    """What a materialization of shard-ingested lake partitions records."""
+    total = report.total()
+    return {
+        "partitions": len(report.partitions),
+        "tables_read": total.tables_read,
+        "source_rows": total.source_rows,
+        "loaded_rows": total.loaded_rows,
+        "quarantined_rows": total.quarantined_rows,
+        "batch_restarts": report.restarts,
+        # Per partition, for the warehouse sensor (a run may cover many partitions).
+        UNRECONCILED_METADATA: dg.MetadataValue.json(
+            [
+                f"{day}|{shard}"
+                for (day, shard), tally in report.tallies.items()
+                if not tally.reconciled
+            ]
+        ),
+        "schema_drift": dg.MetadataValue.json(report.drift),
+        # Per shard: client tables matched and ignored (with why), columns renamed.
+        DISCOVERY_METADATA: dg.MetadataValue.json(report.discovery),
+        "dagster/row_count": total.loaded_rows,
+    }
+
+
 def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
     @dg.asset(
         key=[LAKE_SCHEMA, table.name],
@@ -43,16 +69,7 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
         kinds={"sql", settings.warehouse_kind()},
         metadata={"primary_key": list(table.primary_key)},
         # A load that does not reconcile with the source stops everything downstream.
-        check_specs=[
-            dg.AssetCheckSpec(
-                RECONCILIATION_CHECK,
-                asset=dg.AssetKey([LAKE_SCHEMA, table.name]),
-                blocking=True,
-                description="Per (shard, business day): rows counted by the source equal rows "
-                "loaded plus rows quarantined, and the key checksums agree "
-                "(monitoring.ingestion_reconciliation).",
-            )
-        ],
+        check_specs=[reconciliation_check_spec(dg.AssetKey([LAKE_SCHEMA, table.name]))],
     )
     def _ingest(
         context: dg.AssetExecutionContext, shards: ShardSource, warehouse: Warehouse
@@ -71,26 +88,7 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
                 f"lake/{table.name}: {total.quarantined_rows} row(s) quarantined in lake.quarantine"
             )
         return dg.MaterializeResult(
-            metadata={
-                "partitions": len(report.partitions),
-                "tables_read": total.tables_read,
-                "source_rows": total.source_rows,
-                "loaded_rows": total.loaded_rows,
-                "quarantined_rows": total.quarantined_rows,
-                "batch_restarts": report.restarts,
-                # Per partition, for the warehouse sensor (a run may cover many partitions).
-                UNRECONCILED_METADATA: dg.MetadataValue.json(
-                    [
-                        f"{day}|{shard}"
-                        for (day, shard), tally in report.tallies.items()
-                        if not tally.reconciled
-                    ]
-                ),
-                "schema_drift": dg.MetadataValue.json(report.drift),
-                # Per shard: client tables matched and ignored (with why), columns renamed.
-                DISCOVERY_METADATA: dg.MetadataValue.json(report.discovery),
-                "dagster/row_count": total.loaded_rows,
-            },
+            metadata=load_metadata(report),
             check_results=[reconciliation_check(report.reconciliation)],
         )
 
