@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -13,9 +14,17 @@ import pyarrow as pa
 from pydantic import Field
 
 from resources.identifiers import validate_identifier
+from resources.settings import minato_env
 from resources.warehouse.base import PartitionSink, PartitionTarget, Warehouse
+from resources.warehouse.bigquery_layout import ensure_datasets, labels, table_layout
+from resources.warehouse.datasets import datasets
 from resources.warehouse.spool import ParquetSpool
 from resources.warehouse.sql import partition_predicate, quoted
+
+# Staging tables outlive a crashed run by at most this long.
+STAGING_EXPIRY = dt.timedelta(days=1)
+# (project, prefix) whose datasets this process has made sure of.
+_DATASETS_ENSURED: set[tuple[str, str]] = set()
 
 
 class BigQueryWarehouse(Warehouse):
@@ -48,13 +57,15 @@ class BigQueryWarehouse(Warehouse):
     def qualified(self, schema: str, table: str) -> str:
         validate_identifier(schema, what="schema")
         validate_identifier(table, what="table")
-        prefix = validate_identifier(self.dataset_prefix) if self.dataset_prefix else ""
-        return f"`{self.project}.{prefix}{schema}.{table}`"
+        return f"`{self.project}.{self._prefix()}{schema}.{table}`"
+
+    def _labels(self) -> dict[str, str]:
+        return labels({"minato_env": minato_env()})
 
     def _job_config(self) -> Any:
         from google.cloud import bigquery
 
-        config = bigquery.QueryJobConfig()
+        config = bigquery.QueryJobConfig(labels=self._labels())
         # Unset means no cost guard; None must not be sent (the client would send "None").
         if self.maximum_bytes_billed is not None:
             config.maximum_bytes_billed = self.maximum_bytes_billed
@@ -75,16 +86,65 @@ class BigQueryWarehouse(Warehouse):
             return False
         return True
 
-    def _load_parquet(self, client: Any, source: Path, destination: str) -> None:
-        """One load job from a Parquet file: never one per physical source table."""
+    def _ensure_datasets(self, client: Any) -> None:
+        """Create the catalog's datasets once per process: the first write of a fresh project
+        must not fail with "Not found: Dataset" (`minato bigquery setup` does the same)."""
+        key = (self.project, self.dataset_prefix)
+        if key in _DATASETS_ENSURED:
+            return
+        ensure_datasets(
+            client, self.project, self._prefix(), self.location, datasets(), minato_env()
+        )
+        _DATASETS_ENSURED.add(key)
+
+    def _prefix(self) -> str:
+        return validate_identifier(self.dataset_prefix) if self.dataset_prefix else ""
+
+    def _table_id(self, schema: str, table: str) -> str:
+        return self.qualified(schema, table).strip("`")
+
+    def _load_staging(self, client: Any, source: Path, table_id: str, schema: pa.Schema) -> None:
+        """One load job from a Parquet file into a staging table created with the exact column
+        types (never inferred) and an expiry, so a crashed run leaves nothing for long."""
         from google.cloud import bigquery
 
+        table = bigquery.Table(table_id, schema=_bigquery_schema(schema))
+        table.expires = dt.datetime.now(dt.UTC) + STAGING_EXPIRY
+        client.create_table(table)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            labels=self._labels(),
         )
         with source.open("rb") as file:
-            client.load_table_from_file(file, destination, job_config=config).result()
+            client.load_table_from_file(file, table_id, job_config=config).result()
+
+    def _prepare_target(self, client: Any, target: PartitionTarget, schema: pa.Schema) -> None:
+        """Create the target partitioned and clustered if it is missing; add the columns new in
+        this write with one ALTER (one table metadata update, whatever the drift)."""
+        from google.api_core.exceptions import NotFound
+        from google.cloud import bigquery
+
+        table_id = self._table_id(target.schema, target.table)
+        try:
+            existing = client.get_table(table_id)
+        except NotFound:
+            layout = table_layout(schema, target.partition_columns)
+            table = layout.apply(bigquery.Table(table_id, schema=_bigquery_schema(schema)))
+            # A parallel writer may create it first: then its columns are checked below.
+            client.create_table(table, exists_ok=True)
+            existing = client.get_table(table_id)
+        known = {field.name.lower() for field in existing.schema}
+        new = [field for field in schema if field.name.lower() not in known]
+        if new:
+            added = ", ".join(
+                f"ADD COLUMN IF NOT EXISTS {quoted(f.name, '`')} {_bigquery_type(f.type)}"
+                for f in new
+            )
+            client.query(
+                f"ALTER TABLE {self.qualified(target.schema, target.table)} {added};",
+                job_config=self._job_config(),
+            ).result()
 
     @contextlib.contextmanager
     def partition_sink(self, targets: Sequence[PartitionTarget]) -> Iterator[PartitionSink]:
@@ -97,40 +157,38 @@ class BigQueryWarehouse(Warehouse):
 
     def _commit(self, sink: ParquetSpool) -> None:
         client = self._client()
+        self._ensure_datasets(client)
         statements = []
         staging_tables = []
         try:
             for target, path, schema in sink.merged():
-                target_name = self.qualified(target.schema, target.table)
                 staging = self.qualified(
                     target.schema, f"_staging_{target.table}_{uuid.uuid4().hex[:12]}"
                 )
                 staging_tables.append(staging.strip("`"))
-                self._load_parquet(client, path, staging.strip("`"))
+                self._load_staging(client, path, staging.strip("`"), schema)
+                # DDL may not run inside a BigQuery transaction: targets are ready before it.
+                self._prepare_target(client, target, schema)
+                target_name = self.qualified(target.schema, target.table)
                 columns = ", ".join(quoted(c, "`") for c in schema.names)
                 predicate = partition_predicate(
                     target.partition_columns, target.partitions, dialect=self.kind
                 )
-                statements.append(f"CREATE TABLE IF NOT EXISTS {target_name} LIKE {staging};")
-                # Schema drift: columns new in this load are added; older rows read NULL.
-                for field in schema:
-                    statements.append(
-                        f"ALTER TABLE {target_name} ADD COLUMN IF NOT EXISTS "
-                        f"{quoted(field.name, '`')} {_bigquery_type(field.type)};"
-                    )
                 statements.append(f"DELETE FROM {target_name} WHERE {predicate};")
                 statements.append(
                     f"INSERT INTO {target_name} ({columns}) SELECT {columns} FROM {staging};"
                 )
-            # DDL may not run inside a BigQuery transaction: create and alter targets first.
-            ddl = ("CREATE", "ALTER")
-            creates = [s for s in statements if s.startswith(ddl)]
-            changes = [s for s in statements if not s.startswith(ddl)]
-            script = "\n".join([*creates, "BEGIN TRANSACTION;", *changes, "COMMIT TRANSACTION;"])
+            script = "\n".join(["BEGIN TRANSACTION;", *statements, "COMMIT TRANSACTION;"])
             client.query(script, job_config=self._job_config()).result()
         finally:
             for staging in staging_tables:
                 client.delete_table(staging, not_found_ok=True)
+
+
+def _bigquery_schema(schema: pa.Schema) -> list[Any]:
+    from google.cloud import bigquery
+
+    return [bigquery.SchemaField(f.name, _bigquery_type(f.type)) for f in schema]
 
 
 def _bigquery_type(arrow_type: pa.DataType) -> str:

@@ -1,0 +1,94 @@
+"""What Minato creates in BigQuery before it writes: the catalog's datasets and the layout of
+each written table (day partitioning, clustering).
+
+`minato bigquery setup` runs `ensure_datasets`; every write runs it once per process too, so a
+fresh project never fails with "Not found: Dataset". Both are idempotent (`exists_ok`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from resources.warehouse.datasets import DatasetSpec
+
+# BigQuery label keys and values: lowercase letters, digits, `_` and `-`, at most 63 characters
+# (https://cloud.google.com/bigquery/docs/labels-intro#requirements).
+_LABEL_MAX = 63
+_LABEL_INVALID = re.compile(r"[^a-z0-9_-]+")
+
+# Clustering takes at most four columns (BigQuery's limit).
+_MAX_CLUSTER_COLUMNS = 4
+
+
+def label_value(value: str) -> str:
+    """`value` as a valid BigQuery label value: `2026-11-26|shard_02` → `2026-11-26_shard_02`."""
+    return _LABEL_INVALID.sub("_", value.lower())[:_LABEL_MAX]
+
+
+def labels(values: Mapping[str, str | None]) -> dict[str, str]:
+    """Valid labels from the given values; unset ones are left out."""
+    return {key: label_value(value) for key, value in values.items() if value}
+
+
+def dataset_labels(spec: DatasetSpec, env: str) -> dict[str, str]:
+    return labels(
+        {
+            "minato_layer": spec.layer,
+            "minato_pii": "true" if spec.pii else "false",
+            "minato_env": env,
+        }
+    )
+
+
+def ensure_datasets(
+    client: Any, project: str, prefix: str, location: str, specs: Sequence[DatasetSpec], env: str
+) -> list[str]:
+    """Create every dataset of the catalog that does not exist yet; return the full ids."""
+    from google.cloud import bigquery
+
+    created = []
+    for spec in specs:
+        dataset = bigquery.Dataset(f"{project}.{prefix}{spec.name}")
+        dataset.location = location
+        dataset.description = spec.description
+        dataset.labels = dataset_labels(spec, env)
+        client.create_dataset(dataset, exists_ok=True)
+        created.append(dataset.dataset_id)
+    return created
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """How a table is stored: day partitions on a DATE column, clustered by the other columns
+    that identify a write's partitions (shard, then client), so that replacing a (day, shard)
+    partition reads one day's blocks of that shard, not the whole table."""
+
+    partition_column: str | None
+    cluster_columns: tuple[str, ...]
+
+    def apply(self, table: Any) -> Any:
+        from google.cloud import bigquery
+
+        if self.partition_column:
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field=self.partition_column
+            )
+        if self.cluster_columns:
+            table.clustering_fields = list(self.cluster_columns)
+        return table
+
+
+def table_layout(schema: pa.Schema, partition_columns: Sequence[str]) -> TableLayout:
+    """Partition by the first DATE column among `partition_columns`; cluster by the others and
+    `_client_id` when the table has it."""
+    dates = [c for c in partition_columns if pa.types.is_date32(schema.field(c).type)]
+    partition = dates[0] if dates else None
+    cluster = [c for c in partition_columns if c != partition]
+    if "_client_id" in schema.names and "_client_id" not in cluster:
+        cluster.append("_client_id")
+    return TableLayout(partition, tuple(cluster[:_MAX_CLUSTER_COLUMNS]))
