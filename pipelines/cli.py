@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import dagster as dg
 
+from pipelines.bigquery_cli import bigquery
 from pipelines.generate.commands import generate, metadata
 from resources import settings
 
@@ -204,4 +205,5 @@ def backfill(start: str, end: str, days_per_run: int, force: bool) -> None:
 
 
 main.add_command(generate)
+main.add_command(bigquery)
 main.add_command(metadata)

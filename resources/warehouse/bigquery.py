@@ -86,6 +86,18 @@ class BigQueryWarehouse(Warehouse):
             return False
         return True
 
+    def setup(self, tables: Sequence[tuple[PartitionTarget, pa.Schema]]) -> list[str]:
+        """Create every dataset of the catalog and the given tables (partitioned, clustered),
+        skipping what exists: `minato bigquery setup`. Returns the datasets' ids."""
+        client = self._client()
+        ids = ensure_datasets(
+            client, self.project, self._prefix(), self.location, datasets(), minato_env()
+        )
+        _DATASETS_ENSURED.add((self.project, self.dataset_prefix))
+        for target, schema in tables:
+            self._prepare_target(client, target, schema)
+        return ids
+
     def _ensure_datasets(self, client: Any) -> None:
         """Create the catalog's datasets once per process: the first write of a fresh project
         must not fail with "Not found: Dataset" (`minato bigquery setup` does the same)."""
