@@ -103,7 +103,7 @@ def test_shard_ingestion_on_bigquery_equals_duckdb(
 
     compared = {t: _fingerprint(bigquery, *t) for t in TABLES}
     assert compared == {t: _fingerprint(duck, *t) for t in TABLES}
-    assert all(rows > 0 for rows, _, _ in compared.values())
+    assert all(compared[("lake", t)][0] > 0 for t in ("orders", "order_items", "products"))
 
 
 def _shard_rows(shard: str, day: dt.date) -> pa.Table:
