@@ -14,9 +14,10 @@ import pyarrow as pa
 from pydantic import Field
 
 from resources.identifiers import validate_identifier
-from resources.settings import minato_env
+from resources.settings import maximum_bytes_billed, minato_env
 from resources.warehouse.base import PartitionSink, PartitionTarget, Warehouse
-from resources.warehouse.bigquery_layout import ensure_datasets, labels, table_layout
+from resources.warehouse.bigquery_labels import job_labels
+from resources.warehouse.bigquery_layout import ensure_datasets, table_layout
 from resources.warehouse.datasets import datasets
 from resources.warehouse.spool import ParquetSpool
 from resources.warehouse.sql import partition_predicate, quoted
@@ -36,12 +37,21 @@ class BigQueryWarehouse(Warehouse):
         default="", description="Prefix for every dataset, e.g. `dev_alice_` for a sandbox."
     )
     maximum_bytes_billed: int | None = Field(
-        default=None, description="Cost guard: queries that would bill more bytes fail."
+        default=None,
+        description="Cost guard: jobs that would bill more bytes fail. Unset: "
+        "MINATO_BIGQUERY_MAX_BYTES_BILLED, or its default (100 GB, resources/settings.py).",
     )
 
     @property
     def kind(self) -> str:
         return "bigquery"
+
+    @property
+    def bytes_billed_limit(self) -> int:
+        """The cost guard every job carries: the field, else the setting (dbt reads the same)."""
+        if self.maximum_bytes_billed is not None:
+            return self.maximum_bytes_billed
+        return maximum_bytes_billed()
 
     def client(self) -> Any:
         """A client on the warehouse's project and location, for callers that need what the
@@ -59,17 +69,12 @@ class BigQueryWarehouse(Warehouse):
         validate_identifier(table, what="table")
         return f"`{self.project}.{self._prefix()}{schema}.{table}`"
 
-    def _labels(self) -> dict[str, str]:
-        return labels({"minato_env": minato_env()})
-
     def _job_config(self) -> Any:
         from google.cloud import bigquery
 
-        config = bigquery.QueryJobConfig(labels=self._labels())
-        # Unset means no cost guard; None must not be sent (the client would send "None").
-        if self.maximum_bytes_billed is not None:
-            config.maximum_bytes_billed = self.maximum_bytes_billed
-        return config
+        return bigquery.QueryJobConfig(
+            labels=job_labels(), maximum_bytes_billed=self.bytes_billed_limit
+        )
 
     def query_arrow(self, sql: str) -> pa.Table:
         return self._client().query(sql, job_config=self._job_config()).to_arrow()
@@ -126,7 +131,7 @@ class BigQueryWarehouse(Warehouse):
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-            labels=self._labels(),
+            labels=job_labels(),
         )
         with source.open("rb") as file:
             client.load_table_from_file(file, table_id, job_config=config).result()

@@ -7,32 +7,17 @@ fresh project never fails with "Not found: Dataset". Both are idempotent (`exist
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
+from resources.warehouse.bigquery_labels import labels
 from resources.warehouse.datasets import DatasetSpec
-
-# BigQuery label keys and values: lowercase letters, digits, `_` and `-`, at most 63 characters
-# (https://cloud.google.com/bigquery/docs/labels-intro#requirements).
-_LABEL_MAX = 63
-_LABEL_INVALID = re.compile(r"[^a-z0-9_-]+")
 
 # Clustering takes at most four columns (BigQuery's limit).
 _MAX_CLUSTER_COLUMNS = 4
-
-
-def label_value(value: str) -> str:
-    """`value` as a valid BigQuery label value: `2026-11-26|shard_02` → `2026-11-26_shard_02`."""
-    return _LABEL_INVALID.sub("_", value.lower())[:_LABEL_MAX]
-
-
-def labels(values: Mapping[str, str | None]) -> dict[str, str]:
-    """Valid labels from the given values; unset ones are left out."""
-    return {key: label_value(value) for key, value in values.items() if value}
 
 
 def dataset_labels(spec: DatasetSpec, env: str) -> dict[str, str]:
