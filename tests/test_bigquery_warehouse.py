@@ -34,10 +34,21 @@ from tests.tables import replace_table
 PROJECT = "minato-prod"
 
 
+# What a finished query job reports (load jobs report no bytes billed).
+QUERY_STATISTICS = {"total_bytes_processed": 100, "total_bytes_billed": 10485760, "slot_millis": 7}
+
+
 class FakeJob:
-    def __init__(self, error: Exception | None = None, rows: pa.Table | None = None) -> None:
+    def __init__(
+        self,
+        error: Exception | None = None,
+        rows: pa.Table | None = None,
+        statistics: dict[str, int] | None = None,
+    ) -> None:
         self.error = error
         self.rows = rows
+        for name, value in (statistics or {}).items():
+            setattr(self, name, value)
 
     def result(self) -> "FakeJob":
         if self.error is not None:
@@ -126,7 +137,7 @@ class FakeBigQueryClient:
             }
         )
         self.calls.append(("query", sql.split(" ", 2)[0] + " " + sql.split(" ", 2)[1]))
-        return FakeJob(error=self.fail_query, rows=self.query_rows)
+        return FakeJob(error=self.fail_query, rows=self.query_rows, statistics=QUERY_STATISTICS)
 
     def delete_table(self, table, not_found_ok=False) -> None:
         self.deleted.append((table, not_found_ok))
@@ -587,7 +598,7 @@ def test_duckdb_predicate_selects_exactly_the_partitions(tmp_path) -> None:
     assert rows.column("_shard").to_pylist() == ["it's", None]
 
 
-def test_jobs_inside_a_run_carry_asset_partition_run_and_env_labels(
+def test_jobs_inside_a_run_carry_labels_and_their_costs_reach_the_materialization(
     fake_client: FakeBigQueryClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MINATO_ENV", "prod")
@@ -614,6 +625,14 @@ def test_jobs_inside_a_run_carry_asset_partition_run_and_env_labels(
     }
     assert [load["labels"] for load in fake_client.loads] == [expected]
     assert [query["labels"] for query in fake_client.queries] == [expected]
+    # The materialization records what its jobs cost: one load and one script.
+    [materialization] = result.asset_materializations_for_node("lake__orders")
+    assert {k: v.value for k, v in materialization.metadata.items()} == {
+        "bigquery_jobs": 2,
+        "bigquery_bytes_processed": 100,
+        "bigquery_bytes_billed": 10485760,
+        "bigquery_slot_ms": 7,
+    }
 
 
 @pytest.mark.parametrize(

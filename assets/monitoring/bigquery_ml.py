@@ -25,7 +25,7 @@ import pyarrow as pa
 from assets.monitoring.metrics import RESULT_COLUMNS, MetricSpec
 from resources.identifiers import InvalidIdentifierError, validate_identifier
 from resources.warehouse import BigQueryWarehouse
-from resources.warehouse.bigquery_labels import job_labels
+from resources.warehouse.bigquery_labels import job_labels, record_job
 
 DATA_FREQUENCIES = (
     "AUTO_FREQUENCY",
@@ -250,6 +250,7 @@ class BigQueryJobs:
         )
         job = self.client.query(sql, job_config=config)
         table = job.to_arrow()
+        record_job(job)
         self.bytes_billed += int(job.total_bytes_billed or 0)
         return table
 

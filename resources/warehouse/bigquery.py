@@ -16,7 +16,7 @@ from pydantic import Field
 from resources.identifiers import validate_identifier
 from resources.settings import maximum_bytes_billed, minato_env
 from resources.warehouse.base import PartitionSink, PartitionTarget, Warehouse
-from resources.warehouse.bigquery_labels import job_labels
+from resources.warehouse.bigquery_labels import job_labels, record_job
 from resources.warehouse.bigquery_layout import ensure_datasets, table_layout
 from resources.warehouse.datasets import datasets
 from resources.warehouse.spool import ParquetSpool
@@ -76,11 +76,17 @@ class BigQueryWarehouse(Warehouse):
             labels=job_labels(), maximum_bytes_billed=self.bytes_billed_limit
         )
 
+    def _run(self, client: Any, sql: str) -> Any:
+        job = client.query(sql, job_config=self._job_config())
+        job.result()
+        record_job(job)
+        return job
+
     def query_arrow(self, sql: str) -> pa.Table:
-        return self._client().query(sql, job_config=self._job_config()).to_arrow()
+        return self._run(self._client(), sql).to_arrow()
 
     def execute(self, sql: str) -> None:
-        self._client().query(sql, job_config=self._job_config()).result()
+        self._run(self._client(), sql)
 
     def table_exists(self, schema: str, table: str) -> bool:
         from google.api_core.exceptions import NotFound
@@ -134,7 +140,9 @@ class BigQueryWarehouse(Warehouse):
             labels=job_labels(),
         )
         with source.open("rb") as file:
-            client.load_table_from_file(file, table_id, job_config=config).result()
+            job = client.load_table_from_file(file, table_id, job_config=config)
+            job.result()
+            record_job(job)
 
     def _prepare_target(self, client: Any, target: PartitionTarget, schema: pa.Schema) -> None:
         """Create the target partitioned and clustered if it is missing; add the columns new in
@@ -158,10 +166,7 @@ class BigQueryWarehouse(Warehouse):
                 f"ADD COLUMN IF NOT EXISTS {quoted(f.name, '`')} {_bigquery_type(f.type)}"
                 for f in new
             )
-            client.query(
-                f"ALTER TABLE {self.qualified(target.schema, target.table)} {added};",
-                job_config=self._job_config(),
-            ).result()
+            self._run(client, f"ALTER TABLE {self.qualified(target.schema, target.table)} {added};")
 
     @contextlib.contextmanager
     def partition_sink(self, targets: Sequence[PartitionTarget]) -> Iterator[PartitionSink]:
@@ -196,7 +201,7 @@ class BigQueryWarehouse(Warehouse):
                     f"INSERT INTO {target_name} ({columns}) SELECT {columns} FROM {staging};"
                 )
             script = "\n".join(["BEGIN TRANSACTION;", *statements, "COMMIT TRANSACTION;"])
-            client.query(script, job_config=self._job_config()).result()
+            self._run(client, script)
         finally:
             for staging in staging_tables:
                 client.delete_table(staging, not_found_ok=True)

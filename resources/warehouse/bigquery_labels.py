@@ -1,10 +1,13 @@
-"""The labels every BigQuery job Minato starts carries, so that INFORMATION_SCHEMA.JOBS
-attributes each byte to an asset, a partition, a Dagster run and an environment."""
+"""Every byte attributed: the labels every BigQuery job Minato starts carries (asset, partition,
+Dagster run, environment), and each job's bytes and slot-ms added to the metadata of the
+materialization that ran it."""
 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -49,3 +52,29 @@ def job_labels() -> dict[str, str]:
     values["minato_partition"] = partition_label(context)
     values["dagster_run_id"] = context.run_id
     return labels(values)
+
+
+# Per step (its execution context): the BigQuery bytes and slot-ms of the jobs it ran so far.
+_STEP_TOTALS: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+JOB_STATISTICS = {
+    "bigquery_bytes_processed": "total_bytes_processed",
+    "bigquery_bytes_billed": "total_bytes_billed",
+    "bigquery_slot_ms": "slot_millis",
+}
+
+
+def record_job(job: Any) -> None:
+    """Add a finished job's bytes processed, bytes billed and slot-ms to the materialization
+    metadata of the asset whose step ran it (outside a step, or in a multi-asset step where the
+    bytes cannot be split, nothing is recorded: INFORMATION_SCHEMA still has them by label)."""
+    try:
+        context = dg.AssetExecutionContext.get()
+    except dg.DagsterInvariantViolationError:
+        return
+    if len(context.selected_asset_keys) != 1:
+        return
+    totals = _STEP_TOTALS.setdefault(context, dict.fromkeys(JOB_STATISTICS, 0))
+    totals["bigquery_jobs"] = totals.get("bigquery_jobs", 0) + 1
+    for name, attribute in JOB_STATISTICS.items():
+        totals[name] += int(getattr(job, attribute, None) or 0)
+    context.add_asset_metadata(dict(totals))
