@@ -641,8 +641,38 @@ def test_jobs_inside_a_run_carry_labels_and_their_costs_reach_the_materializatio
         ("2026-11-26|shard_02", "2026-11-26_shard_02"),
         ("lake/Orders", "lake_orders"),
         ("x" * 80, "x" * 63),
-        ("日本", "_"),
+        ("日本", "__"),
     ],
 )
 def test_label_values_are_sanitised(value: str, label: str) -> None:
     assert label_value(value) == label
+
+
+def test_every_delete_prunes_to_the_partitions_of_its_target(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """Partition pruning: in every branch of each DELETE, the target's day-partitioning column
+    is compared with a literal, so BigQuery scans only the days being replaced."""
+    warehouse().replace_partitions_atomically(WRITES)
+
+    partitioned_by = {
+        call[1]: call[2] for call in fake_client.calls if call[0] == "create_table" and call[2]
+    }
+    assert partitioned_by == {"orders": "_business_day", "quarantine": "_business_day"}
+    [script] = [q["sql"] for q in fake_client.queries]
+    deletes = [s for s in sqlglot.parse(script, read="bigquery") if isinstance(s, exp.Delete)]
+    assert len(deletes) == 2
+    for delete in deletes:
+        column = partitioned_by[delete.this.name]
+        branches = (
+            list(delete.args["where"].this.flatten())
+            if isinstance(delete.args["where"].this, exp.Or)
+            else [delete.args["where"].this]
+        )
+        for branch in branches:
+            compared = [
+                eq
+                for eq in branch.find_all(exp.EQ)
+                if eq.this.name == column and isinstance(eq.expression, exp.Literal)
+            ]
+            assert compared, f"{delete.this.name}: {branch.sql('bigquery')} scans every day"

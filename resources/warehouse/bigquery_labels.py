@@ -16,12 +16,13 @@ from resources.settings import minato_env
 # BigQuery label keys and values: lowercase letters, digits, `_` and `-`, at most 63 characters
 # (https://cloud.google.com/bigquery/docs/labels-intro#requirements).
 _LABEL_MAX = 63
-_LABEL_INVALID = re.compile(r"[^a-z0-9_-]+")
+# Each other character becomes `_`, exactly as dbt-bigquery sanitises the labels of dbt's jobs.
+_LABEL_INVALID = re.compile(r"[^a-z0-9_-]")
 
 
 def label_value(value: str) -> str:
     """`value` as a valid BigQuery label value: `2026-11-26|shard_02` → `2026-11-26_shard_02`."""
-    return _LABEL_INVALID.sub("_", value.lower())[:_LABEL_MAX]
+    return _LABEL_INVALID.sub("_", value.strip().lower())[:_LABEL_MAX]
 
 
 def labels(values: Mapping[str, str | None]) -> dict[str, str]:
