@@ -265,6 +265,4 @@ def test_graph_on_bigquery_equals_duckdb(
     # dbt's jobs carry Minato's labels (macros/job_labels.sql through `job-label: true`).
     jobs = list(bigquery_emulator.client().list_jobs(max_results=5000))
     labelled = {job.labels.get("minato_asset") for job in jobs if job.labels.get("minato_env")}
-    assert "cleansing_cleansing_orders" in labelled, {
-        tuple(sorted(job.labels)) for job in jobs
-    }
+    assert "cleansing_cleansing_orders" in labelled, {tuple(sorted(job.labels)) for job in jobs}

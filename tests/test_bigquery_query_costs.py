@@ -163,7 +163,7 @@ def test_the_repository_budgets_load() -> None:
         ),
         (
             "budgets:\n  - name: a\n  - name: a\n",
-            "q.yml:3: budget 'a': key 'name': asset named twice",
+            "q.yml:3: budget 'a': key 'name': budget defined twice (first on line 2)",
         ),
         (
             "budgets:\n  - name: a\n    median_multiple: 1\n",

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, StrictInt
 
-from resources.config_files import StrictModel, entries, entry_label, read_yaml, validate_entry
+from resources.config_files import StrictModel, named_entries
 from resources.settings import REPO_ROOT
 
 BUDGETS_FILE = REPO_ROOT / "metadata" / "query_budgets.yml"
@@ -31,18 +31,11 @@ DEFAULT_BUDGET = QueryBudget(name="default")
 
 
 def load_budgets(path: Path | str = BUDGETS_FILE) -> dict[str, QueryBudget]:
-    """Budgets by asset key; an asset named twice is an error naming the line."""
-    document = read_yaml(path, QueryBudgetError)
-    budgets: dict[str, QueryBudget] = {}
-    for location, item in entries(document, "budgets", QueryBudgetError):
-        label = entry_label("budget", item, int(location[-1]))
-        budget = validate_entry(document, QueryBudget, item, location, label, QueryBudgetError)
-        if budget.name in budgets:
-            raise QueryBudgetError(
-                document.problem((*location, "name"), "asset named twice", label, "name")
-            )
-        budgets[budget.name] = budget
-    return budgets
+    """Budgets by asset key; an asset named twice is an error naming both lines."""
+    return {
+        budget.name: budget
+        for budget in named_entries(path, "budgets", "budget", QueryBudget, QueryBudgetError)
+    }
 
 
 @functools.cache
