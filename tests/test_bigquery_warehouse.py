@@ -67,6 +67,7 @@ class FakeBigQueryClient:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.tables: dict[str, list[str]] = {}  # table id -> column names
+        self.datasets: set[str] = set()  # dataset ids that exist
         self.loads: list[dict[str, Any]] = []
         self.queries: list[dict[str, Any]] = []
         self.deleted: list[tuple[str, bool]] = []
@@ -74,7 +75,13 @@ class FakeBigQueryClient:
         self.fail_load_number: int | None = None
         self.query_rows: pa.Table | None = None
 
+    def get_dataset(self, reference):
+        if reference.dataset_id not in self.datasets:
+            raise NotFound(reference.dataset_id)
+        return bigquery.Dataset(reference)
+
     def create_dataset(self, dataset, exists_ok=False) -> None:
+        self.datasets.add(dataset.dataset_id)
         self.calls.append(
             (
                 "create_dataset",
@@ -257,6 +264,15 @@ def test_first_write_creates_datasets_and_partitioned_targets_then_one_script(
         {"sql": expected, "maximum_bytes_billed": "1000000000", "labels": {"minato_env": "dev"}}
     ]
     assert fake_client.deleted == [(staging[0], True), (staging[1], True)]
+
+
+def test_existing_datasets_are_looked_up_not_created(fake_client: FakeBigQueryClient) -> None:
+    """A writer with only dataEditor on existing datasets must never ask to create them."""
+    fake_client.datasets = {f"prod_{spec.name}" for spec in datasets()}
+
+    warehouse().replace_partitions_atomically(WRITES)
+
+    assert not [call for call in fake_client.calls if call[0] == "create_dataset"]
 
 
 def test_datasets_are_ensured_once_per_process(fake_client: FakeBigQueryClient) -> None:

@@ -33,18 +33,27 @@ def dataset_labels(spec: DatasetSpec, env: str) -> dict[str, str]:
 def ensure_datasets(
     client: Any, project: str, prefix: str, location: str, specs: Sequence[DatasetSpec], env: str
 ) -> list[str]:
-    """Create every dataset of the catalog that does not exist yet; return the full ids."""
+    """Create every dataset of the catalog that does not exist yet; return the dataset ids.
+
+    Looked up first: a writer holding only `roles/bigquery.dataEditor` on existing datasets
+    may not create datasets, and BigQuery answers a create with 403 before it says "exists"."""
+    from google.api_core.exceptions import NotFound
     from google.cloud import bigquery
 
-    created = []
+    ids = []
     for spec in specs:
         dataset = bigquery.Dataset(f"{project}.{prefix}{spec.name}")
+        ids.append(dataset.dataset_id)
+        try:
+            client.get_dataset(dataset.reference)
+            continue
+        except NotFound:
+            pass
         dataset.location = location
         dataset.description = spec.description
         dataset.labels = dataset_labels(spec, env)
-        client.create_dataset(dataset, exists_ok=True)
-        created.append(dataset.dataset_id)
-    return created
+        client.create_dataset(dataset, exists_ok=True)  # a parallel writer may be first
+    return ids
 
 
 @dataclass(frozen=True)
