@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 include deploy/dagster.env
 export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' deploy/dagster.env)
 
-.PHONY: install demo test dev manifest lint bootstrap-uv clean
+.PHONY: install demo test dev manifest lint bootstrap-uv clean bqemulator
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -31,10 +31,23 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 manifest: install
 	$(VENV)/bin/minato manifest
 
+# The BigQuery emulator for tests/test_bigquery_emulator*.py, in its own venv: it pins a DuckDB
+# the project does not lock. HOME for it holds the spatial extension, so it starts offline.
+BQEMULATOR := $(CURDIR)/.bqemulator
+BQEMULATOR_EXTENSION := $(BQEMULATOR)/home/.duckdb/extensions/v1.5.5/linux_amd64/spatial.duckdb_extension
+$(BQEMULATOR)/.installed: tests/bqemulator-requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing $(BQEMULATOR)/venv
+	$(UV) pip install --quiet --compile-bytecode --python $(BQEMULATOR)/venv/bin/python -r $<
+	mkdir -p $(dir $(BQEMULATOR_EXTENSION))
+	cp $(BQEMULATOR)/venv/lib/python*/site-packages/duckdb_extension_spatial/extensions/v1.5.5/spatial.duckdb_extension $(BQEMULATOR_EXTENSION)
+	touch $@
+
+bqemulator: $(BQEMULATOR)/.installed
+
 demo: install manifest $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/minato demo run
 
-test: install manifest
+test: install manifest bqemulator
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
@@ -47,7 +60,7 @@ lint: install
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf data .dagster_home dbt_project/target
+	rm -rf data .dagster_home dbt_project/target .bqemulator
 
 # Shard extraction benchmark against dlt and the raw drivers on the local MariaDB (127.0.0.1:3306,
 # root): see bench/README.md. Options pass through, e.g. `make bench-ingest BENCH_ARGS="--tables 2000"`.

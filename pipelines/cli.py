@@ -8,6 +8,7 @@ import click
 import dagster as dg
 
 from pipelines.access_cli import access
+from pipelines.bigquery_cli import bigquery
 from pipelines.env_cli import env
 from pipelines.generate.commands import generate, metadata
 from pipelines.share_cli import share
@@ -208,6 +209,7 @@ def backfill(start: str, end: str, days_per_run: int, force: bool) -> None:
 
 main.add_command(access)
 main.add_command(generate)
+main.add_command(bigquery)
 main.add_command(metadata)
 main.add_command(share)
 main.add_command(env)

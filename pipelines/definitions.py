@@ -12,6 +12,7 @@ from assets.dbt_models.layers import dbt_model_assets
 from assets.ingestion.landing_files import landing_file_assets
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import anomaly_assets, anomaly_checks
+from assets.monitoring.query_costs import query_costs
 from assets.snapshot_restore.assets import snapshot_restore_assets
 from assets.snapshot_restore.janitor import ephemeral_instance_janitor
 from assets.sync.assets import sync_assets, sync_checks
@@ -29,6 +30,7 @@ defs = dg.Definitions(
         *dbt_model_assets(),
         *anomaly_assets(),
         *sync_assets(),
+        query_costs,
     ],
     asset_checks=[*anomaly_checks(), *sync_checks()],
     jobs=[ingest_shards_job, warehouse_daily_job],

@@ -16,6 +16,7 @@ say the same thing in Jinja (tests/test_settings.py renders the profile to prove
 | `MINATO_CRM_SQLITE_PATH` | `<data>/crm.sqlite`         | —                      |
 | `MINATO_PARTITIONS_START`| `2025-01-01`                | first day of history   |
 | `MINATO_ENV`             | `dev`                       | `prod`                 |
+| `MINATO_BIGQUERY_MAX_BYTES_BILLED` | `100000000000` (100 GB) | your guard     |
 
 The README lists every variable, production-only ones included.
 """
@@ -35,6 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
 Environment = Mapping[str, str]
+
+DEFAULT_MAX_BYTES_BILLED = 100 * 10**9  # 100 GB
 
 
 def _env(env: Environment | None) -> Environment:
@@ -61,6 +64,8 @@ def embedded_defaults(env: Environment | None = None) -> dict[str, str]:
         "MINATO_CRM_SQLITE_PATH": str(data / "crm.sqlite"),
         "MINATO_PARTITIONS_START": "2025-01-01",
         "MINATO_ENV": "dev",
+        # The cost guard of every BigQuery job Minato starts, dbt's included (profiles.yml).
+        "MINATO_BIGQUERY_MAX_BYTES_BILLED": str(DEFAULT_MAX_BYTES_BILLED),
     }
 
 
@@ -162,3 +167,8 @@ def deployment(env: Environment | None = None) -> Deployment:
         alert_channel=values.get("MINATO_SLACK_CHANNEL")
         or _ALERT_CHANNELS.get(name, "#data-alerts"),
     )
+
+
+def maximum_bytes_billed(env: Environment | None = None) -> int:
+    """The cost guard of every BigQuery job: queries that would bill more fail."""
+    return int(effective(env)["MINATO_BIGQUERY_MAX_BYTES_BILLED"])

@@ -10,6 +10,7 @@ import pytest
 
 from pipelines import demo_data
 from resources.settings import REPO_ROOT
+from tests.bigquery_emulator import bigquery_emulator  # noqa: F401  (a session fixture)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,13 @@ import io
 import socket
 from typing import Any
 
+import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlglot
+from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 from sqlglot import exp
 
@@ -25,15 +27,28 @@ from resources.warehouse import (
     sql_literal,
 )
 from resources.warehouse.bigquery import _bigquery_type
+from resources.warehouse.bigquery_labels import label_value
+from resources.warehouse.datasets import datasets
 from tests.tables import replace_table
 
 PROJECT = "minato-prod"
 
 
+# What a finished query job reports (load jobs report no bytes billed).
+QUERY_STATISTICS = {"total_bytes_processed": 100, "total_bytes_billed": 10485760, "slot_millis": 7}
+
+
 class FakeJob:
-    def __init__(self, error: Exception | None = None, rows: pa.Table | None = None) -> None:
+    def __init__(
+        self,
+        error: Exception | None = None,
+        rows: pa.Table | None = None,
+        statistics: dict[str, int] | None = None,
+    ) -> None:
         self.error = error
         self.rows = rows
+        for name, value in (statistics or {}).items():
+            setattr(self, name, value)
 
     def result(self) -> "FakeJob":
         if self.error is not None:
@@ -46,9 +61,13 @@ class FakeJob:
 
 
 class FakeBigQueryClient:
-    """Records what the warehouse asks BigQuery to do; fails on request."""
+    """Records what the warehouse asks BigQuery to do, in order; fails on request. Tables it
+    created (or that a test puts in `tables`) exist; others raise NotFound."""
 
     def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.tables: dict[str, list[str]] = {}  # table id -> column names
+        self.datasets: set[str] = set()  # dataset ids that exist
         self.loads: list[dict[str, Any]] = []
         self.queries: list[dict[str, Any]] = []
         self.deleted: list[tuple[str, bool]] = []
@@ -56,24 +75,76 @@ class FakeBigQueryClient:
         self.fail_load_number: int | None = None
         self.query_rows: pa.Table | None = None
 
+    def get_dataset(self, reference):
+        if reference.dataset_id not in self.datasets:
+            raise NotFound(reference.dataset_id)
+        return bigquery.Dataset(reference)
+
+    def create_dataset(self, dataset, exists_ok=False) -> None:
+        self.datasets.add(dataset.dataset_id)
+        self.calls.append(
+            (
+                "create_dataset",
+                dataset.dataset_id,
+                dataset.location,
+                dataset.description,
+                dataset.labels,
+                exists_ok,
+            )
+        )
+
+    def create_table(self, table, exists_ok=False) -> None:
+        partitioning = table.time_partitioning
+        self.calls.append(
+            (
+                "create_table",
+                table.table_id,
+                partitioning.field if partitioning else None,
+                table.clustering_fields,
+                table.expires is not None,
+                exists_ok,
+            )
+        )
+        self.tables.setdefault(
+            f"{table.project}.{table.dataset_id}.{table.table_id}",
+            [field.name for field in table.schema],
+        )
+
+    def get_table(self, table_id):
+        self.calls.append(("get_table", table_id))
+        if table_id not in self.tables:
+            raise NotFound(table_id)
+        return bigquery.Table(
+            table_id, schema=[bigquery.SchemaField(n, "STRING") for n in self.tables[table_id]]
+        )
+
     def load_table_from_file(self, file_obj, destination, job_config=None) -> FakeJob:
         self.loads.append(
             {
                 "destination": destination,
                 "source_format": job_config.source_format,
                 "write_disposition": job_config.write_disposition,
+                "labels": job_config.labels,
                 "data": file_obj.read(),
             }
         )
+        self.calls.append(("load", destination.split(".")[-1].rsplit("_", 1)[0]))
         if self.fail_load_number == len(self.loads):
             return FakeJob(error=RuntimeError("load failed"))
         return FakeJob()
 
     def query(self, sql, job_config=None) -> FakeJob:
         # What the client would send: the job resource's `maximumBytesBilled` (int64 as text).
-        sent = job_config.to_api_repr()["query"]
-        self.queries.append({"sql": sql, "maximum_bytes_billed": sent.get("maximumBytesBilled")})
-        return FakeJob(error=self.fail_query, rows=self.query_rows)
+        sent = job_config.to_api_repr()
+        self.queries.append(
+            {
+                "sql": sql,
+                "maximum_bytes_billed": sent["query"].get("maximumBytesBilled"),
+                "labels": sent.get("labels", {}),
+            }
+        )
+        self.calls.append(("query", sql.split(" ", 2)[0] + " " + sql.split(" ", 2)[1]))
+        return FakeJob(error=self.fail_query, rows=self.query_rows, statistics=QUERY_STATISTICS)
 
     def delete_table(self, table, not_found_ok=False) -> None:
         self.deleted.append((table, not_found_ok))
@@ -83,6 +154,8 @@ class FakeBigQueryClient:
 def fake_client(monkeypatch: pytest.MonkeyPatch) -> FakeBigQueryClient:
     client = FakeBigQueryClient()
     monkeypatch.setattr(BigQueryWarehouse, "_client", lambda self: client)
+    # Each test is a fresh process as far as "datasets ensured once" goes.
+    monkeypatch.setattr("resources.warehouse.bigquery._DATASETS_ENSURED", set())
     return client
 
 
@@ -127,7 +200,9 @@ WRITES = [
 ]
 
 
-def test_replace_partitions_atomically_sends_one_script(fake_client: FakeBigQueryClient) -> None:
+def test_first_write_creates_datasets_and_partitioned_targets_then_one_script(
+    fake_client: FakeBigQueryClient,
+) -> None:
     warehouse(maximum_bytes_billed=10**9).replace_partitions_atomically(WRITES)
 
     staging = [load["destination"] for load in fake_client.loads]
@@ -135,24 +210,44 @@ def test_replace_partitions_atomically_sends_one_script(fake_client: FakeBigQuer
     assert staging[0].startswith(f"{PROJECT}.prod_lake._staging_orders_")
     assert staging[1].startswith(f"{PROJECT}.prod_lake._staging_quarantine_")
     assert len(set(staging)) == 2
+    staging_names = [name.split(".")[-1] for name in staging]
+    assert fake_client.calls == [
+        # Every dataset of the catalog, with the prefix, location, description and labels.
+        *[
+            (
+                "create_dataset",
+                f"prod_{spec.name}",
+                "asia-northeast1",
+                spec.description,
+                {
+                    "minato_layer": spec.layer,
+                    "minato_pii": str(spec.pii).lower(),
+                    "minato_env": "dev",
+                },
+                True,
+            )
+            for spec in datasets()
+        ],
+        # Per target: a typed staging table with an expiry, one load, then the target made
+        # ready (created day-partitioned and clustered on first write) outside the transaction.
+        ("create_table", staging_names[0], None, None, True, False),
+        ("load", "_staging_orders"),
+        ("get_table", f"{PROJECT}.prod_lake.orders"),
+        ("create_table", "orders", "_business_day", ["_shard"], False, True),
+        ("get_table", f"{PROJECT}.prod_lake.orders"),
+        ("create_table", staging_names[1], None, None, True, False),
+        ("load", "_staging_quarantine"),
+        ("get_table", f"{PROJECT}.prod_lake.quarantine"),
+        ("create_table", "quarantine", "_business_day", ["logical_table", "_shard"], False, True),
+        ("get_table", f"{PROJECT}.prod_lake.quarantine"),
+        ("query", "BEGIN TRANSACTION;\nDELETE"),
+    ]
     orders, quarantine = (f"`{PROJECT}.prod_lake.orders`", f"`{PROJECT}.prod_lake.quarantine`")
     # Column names are quoted: a client's column may be called `order` or `select`.
     orders_columns = "`order_id`, `ordered_at`, `_business_day`, `_shard`, `_loaded_at`"
     quarantine_columns = "`logical_table`, `_business_day`, `_shard`, `reason`"
     expected = "\n".join(
         [
-            # DDL cannot run inside a BigQuery transaction: create and alter the targets first.
-            f"CREATE TABLE IF NOT EXISTS {orders} LIKE `{staging[0]}`;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `order_id` STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `ordered_at` STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_business_day` DATE;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_shard` STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_loaded_at` TIMESTAMP;",
-            f"CREATE TABLE IF NOT EXISTS {quarantine} LIKE `{staging[1]}`;",
-            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS `logical_table` STRING;",
-            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS `_business_day` DATE;",
-            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS `_shard` STRING;",
-            f"ALTER TABLE {quarantine} ADD COLUMN IF NOT EXISTS `reason` STRING;",
             "BEGIN TRANSACTION;",
             f"DELETE FROM {orders} WHERE (_business_day = '2026-01-02' AND _shard = 'shard_01') "
             "OR (_business_day = '2026-01-03' AND _shard = 'shard_01');",
@@ -165,8 +260,33 @@ def test_replace_partitions_atomically_sends_one_script(fake_client: FakeBigQuer
             "COMMIT TRANSACTION;",
         ]
     )
-    assert fake_client.queries == [{"sql": expected, "maximum_bytes_billed": "1000000000"}]
+    assert fake_client.queries == [
+        {"sql": expected, "maximum_bytes_billed": "1000000000", "labels": {"minato_env": "dev"}}
+    ]
     assert fake_client.deleted == [(staging[0], True), (staging[1], True)]
+
+
+def test_existing_datasets_are_looked_up_not_created(fake_client: FakeBigQueryClient) -> None:
+    """A writer with only dataEditor on existing datasets must never ask to create them."""
+    fake_client.datasets = {f"prod_{spec.name}" for spec in datasets()}
+
+    warehouse().replace_partitions_atomically(WRITES)
+
+    assert not [call for call in fake_client.calls if call[0] == "create_dataset"]
+
+
+def test_datasets_are_ensured_once_per_process(fake_client: FakeBigQueryClient) -> None:
+    warehouse().replace_partitions_atomically(WRITES)
+    fake_client.calls.clear()
+
+    warehouse().replace_partitions_atomically(WRITES)
+
+    assert not [call for call in fake_client.calls if call[0] == "create_dataset"]
+    # The targets exist now: looked up, neither created nor altered.
+    assert [call for call in fake_client.calls if call[1] in ("orders", "quarantine")] == []
+    assert [call[1] for call in fake_client.calls if call[0] == "query"] == [
+        "BEGIN TRANSACTION;\nDELETE"
+    ]
 
 
 def test_script_parses_as_googlesql(fake_client: FakeBigQueryClient) -> None:
@@ -179,47 +299,22 @@ def test_script_parses_as_googlesql(fake_client: FakeBigQueryClient) -> None:
 
     statements = sqlglot.parse(query["sql"], read="bigquery")
 
-    # Per write: CREATE, then one ALTER per column (5 for ORDERS, 4 for QUARANTINE).
     assert [type(s) for s in statements] == [
-        exp.Create,
-        *[exp.Alter] * 5,
-        exp.Create,
-        *[exp.Alter] * 5,
-        exp.Create,
-        *[exp.Alter] * 4,
         exp.Transaction,
-        exp.Delete,
-        exp.Insert,
-        exp.Delete,
-        exp.Insert,
-        exp.Delete,
-        exp.Insert,
+        *[exp.Delete, exp.Insert] * 3,
         exp.Commit,
     ]
-    for alter in statements[1:6]:
-        [action] = alter.args["actions"]
-        assert isinstance(action, exp.ColumnDef)
-        assert action.args.get("exists") is True  # ADD COLUMN IF NOT EXISTS
-    added = [
-        (a.args["actions"][0].name, a.args["actions"][0].args["kind"].sql("bigquery"))
-        for a in statements[1:6]
-    ]
-    assert added == [
-        ("order_id", "STRING"),
-        ("ordered_at", "STRING"),
-        ("_business_day", "DATE"),
-        ("_shard", "STRING"),
-        ("_loaded_at", "TIMESTAMP"),
-    ]
     # The escaped literal reads back as the original value, quote and backslash included.
-    literals = [lit.this for lit in statements[18].find_all(exp.Literal) if lit.is_string]
+    literals = [lit.this for lit in statements[1].find_all(exp.Literal) if lit.is_string]
     assert literals == ["it's \\ shard"]
 
 
-def test_a_column_new_in_the_data_is_added_before_the_transaction(
+def test_columns_new_in_the_data_take_one_alter_before_the_transaction(
     fake_client: FakeBigQueryClient,
 ) -> None:
-    """Schema drift: the target exists without `coupon`; the ALTER adds it, older rows NULL."""
+    """Schema drift: the target exists without `coupon` and `discount`; one ALTER (one table
+    metadata update, however many columns) adds both, older rows read NULL."""
+    fake_client.tables[f"{PROJECT}.prod_lake.orders"] = ORDERS.column_names
     drifted = ORDERS.append_column(
         "coupon", pa.array([None, "SPRING26"], pa.string())
     ).append_column("discount", pa.array([None, "150.00"], pa.string()).cast(pa.decimal128(12, 2)))
@@ -229,27 +324,24 @@ def test_a_column_new_in_the_data_is_added_before_the_transaction(
 
     [load] = fake_client.loads
     staging = load["destination"]
-    [query] = fake_client.queries
     orders = f"`{PROJECT}.prod_lake.orders`"
     columns = (
         "`order_id`, `ordered_at`, `_business_day`, `_shard`, `_loaded_at`, `coupon`, `discount`"
     )
-    assert query["sql"] == "\n".join(
-        [
-            f"CREATE TABLE IF NOT EXISTS {orders} LIKE `{staging}`;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `order_id` STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `ordered_at` STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_business_day` DATE;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_shard` STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `_loaded_at` TIMESTAMP;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `coupon` STRING;",
-            f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `discount` NUMERIC;",
-            "BEGIN TRANSACTION;",
-            f"DELETE FROM {orders} WHERE (_shard = 'shard_01');",
-            f"INSERT INTO {orders} ({columns}) SELECT {columns} FROM `{staging}`;",
-            "COMMIT TRANSACTION;",
-        ]
-    )
+    assert [query["sql"] for query in fake_client.queries] == [
+        f"ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS `coupon` STRING, "
+        "ADD COLUMN IF NOT EXISTS `discount` NUMERIC;",
+        "\n".join(
+            [
+                "BEGIN TRANSACTION;",
+                f"DELETE FROM {orders} WHERE (_shard = 'shard_01');",
+                f"INSERT INTO {orders} ({columns}) SELECT {columns} FROM `{staging}`;",
+                "COMMIT TRANSACTION;",
+            ]
+        ),
+    ]
+    [alter] = sqlglot.parse(fake_client.queries[0]["sql"], read="bigquery")
+    assert [a.name for a in alter.args["actions"]] == ["coupon", "discount"]
     assert fake_client.deleted == [(staging, True)]
 
 
@@ -271,8 +363,8 @@ def test_streamed_chunks_are_one_load_per_table_and_a_discarded_scope_never_leav
     assert loaded.column_names == [*ORDERS.column_names, "coupon"]
     assert loaded.to_pydict()["order_id"] == ["1", "2"]
     assert loaded.to_pydict()["coupon"] == [None, "WINTER"]
-    [query] = fake_client.queries
-    assert "ADD COLUMN IF NOT EXISTS `coupon` STRING;" in query["sql"]
+    # The target is created from the union of the chunks' columns.
+    assert fake_client.tables[f"{PROJECT}.prod_lake.orders"] == [*ORDERS.column_names, "coupon"]
 
 
 def test_a_target_without_any_append_is_refused(fake_client: FakeBigQueryClient) -> None:
@@ -327,9 +419,12 @@ def test_unsupported_column_type_fails_before_any_script_runs(
     with pytest.raises(TypeError, match="no BigQuery column type for Arrow type list<"):
         warehouse().replace_partitions_atomically([write])
 
-    staging = [load["destination"] for load in fake_client.loads]
-    assert fake_client.queries == []  # the target table is untouched
-    assert fake_client.deleted == [(name, True) for name in staging]
+    # Refused while typing the staging table: nothing was created, loaded or run.
+    assert fake_client.loads == fake_client.queries == []
+    assert [call[0] for call in fake_client.calls if call[0] != "create_dataset"] == []
+    # The staging name it had chosen is cleaned up all the same (not found is fine).
+    [(staging, not_found_ok)] = fake_client.deleted
+    assert staging.startswith(f"{PROJECT}.prod_lake._staging_orders_") and not_found_ok
 
 
 def test_staging_tables_are_deleted_when_the_script_fails(
@@ -380,21 +475,27 @@ def test_query_and_execute_carry_the_cost_guard(fake_client: FakeBigQueryClient)
     assert wh.query_arrow("SELECT 3 AS n").equals(pa.table({"n": [3]}))
     wh.execute("DROP TABLE IF EXISTS `minato-prod.prod_lake.tmp`")
 
+    labels = {"minato_env": "dev"}  # outside a Dagster run: no asset, partition or run
     assert fake_client.queries == [
-        {"sql": "SELECT 3 AS n", "maximum_bytes_billed": "5000000"},
+        {"sql": "SELECT 3 AS n", "maximum_bytes_billed": "5000000", "labels": labels},
         {
             "sql": "DROP TABLE IF EXISTS `minato-prod.prod_lake.tmp`",
             "maximum_bytes_billed": "5000000",
+            "labels": labels,
         },
     ]
 
 
-def test_no_cost_guard_sends_no_maximum_bytes_billed(fake_client: FakeBigQueryClient) -> None:
+def test_the_cost_guard_defaults_to_the_setting_dbt_reads_too(
+    fake_client: FakeBigQueryClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_client.query_rows = pa.table({"n": [1]})
-
+    monkeypatch.delenv("MINATO_BIGQUERY_MAX_BYTES_BILLED", raising=False)
+    warehouse().query_arrow("SELECT 1 AS n")
+    monkeypatch.setenv("MINATO_BIGQUERY_MAX_BYTES_BILLED", "2000")
     warehouse().query_arrow("SELECT 1 AS n")
 
-    assert fake_client.queries == [{"sql": "SELECT 1 AS n", "maximum_bytes_billed": None}]
+    assert [q["maximum_bytes_billed"] for q in fake_client.queries] == ["100000000000", "2000"]
 
 
 def test_qualified_names_use_project_and_prefix() -> None:
@@ -426,10 +527,6 @@ def test_constructing_the_resource_needs_no_network(monkeypatch: pytest.MonkeyPa
     assert isinstance(config, bigquery.QueryJobConfig)
     assert config.maximum_bytes_billed == 123
     assert config.to_api_repr()["query"]["maximumBytesBilled"] == "123"
-    # No cost guard: the field is absent from the request, not sent as "None".
-    unguarded = warehouse()._job_config()
-    assert unguarded.maximum_bytes_billed is None
-    assert "maximumBytesBilled" not in unguarded.to_api_repr()["query"]
 
 
 # --- partition_predicate and sql_literal ---------------------------------------------------------
@@ -515,3 +612,83 @@ def test_duckdb_predicate_selects_exactly_the_partitions(tmp_path) -> None:
     rows = wh.query_arrow(f"SELECT _shard FROM lake.t WHERE {predicate} ORDER BY _shard")
 
     assert rows.column("_shard").to_pylist() == ["it's", None]
+
+
+def test_jobs_inside_a_run_carry_labels_and_their_costs_reach_the_materialization(
+    fake_client: FakeBigQueryClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MINATO_ENV", "prod")
+    partitions = dg.MultiPartitionsDefinition(
+        {
+            "business_day": dg.StaticPartitionsDefinition(["2026-11-26"]),
+            "shard": dg.StaticPartitionsDefinition(["shard_02"]),
+        }
+    )
+
+    @dg.asset(key=["lake", "orders"], partitions_def=partitions)
+    def orders(warehouse: BigQueryWarehouse) -> None:
+        warehouse.replace_partitions_atomically(WRITES[:1])
+
+    key = dg.MultiPartitionKey({"business_day": "2026-11-26", "shard": "shard_02"})
+    result = dg.materialize([orders], partition_key=key, resources={"warehouse": warehouse()})
+
+    expected = {
+        "minato_env": "prod",
+        "minato_asset": "lake_orders",
+        # `2026-11-26|shard_02`: `|` is not allowed in a label value.
+        "minato_partition": "2026-11-26_shard_02",
+        "dagster_run_id": result.run_id,
+    }
+    assert [load["labels"] for load in fake_client.loads] == [expected]
+    assert [query["labels"] for query in fake_client.queries] == [expected]
+    # The materialization records what its jobs cost: one load and one script.
+    [materialization] = result.asset_materializations_for_node("lake__orders")
+    assert {k: v.value for k, v in materialization.metadata.items()} == {
+        "bigquery_jobs": 2,
+        "bigquery_bytes_processed": 100,
+        "bigquery_bytes_billed": 10485760,
+        "bigquery_slot_ms": 7,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [
+        ("2026-11-26|shard_02", "2026-11-26_shard_02"),
+        ("lake/Orders", "lake_orders"),
+        ("x" * 80, "x" * 63),
+        ("日本", "__"),
+    ],
+)
+def test_label_values_are_sanitised(value: str, label: str) -> None:
+    assert label_value(value) == label
+
+
+def test_every_delete_prunes_to_the_partitions_of_its_target(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """Partition pruning: in every branch of each DELETE, the target's day-partitioning column
+    is compared with a literal, so BigQuery scans only the days being replaced."""
+    warehouse().replace_partitions_atomically(WRITES)
+
+    partitioned_by = {
+        call[1]: call[2] for call in fake_client.calls if call[0] == "create_table" and call[2]
+    }
+    assert partitioned_by == {"orders": "_business_day", "quarantine": "_business_day"}
+    [script] = [q["sql"] for q in fake_client.queries]
+    deletes = [s for s in sqlglot.parse(script, read="bigquery") if isinstance(s, exp.Delete)]
+    assert len(deletes) == 2
+    for delete in deletes:
+        column = partitioned_by[delete.this.name]
+        branches = (
+            list(delete.args["where"].this.flatten())
+            if isinstance(delete.args["where"].this, exp.Or)
+            else [delete.args["where"].this]
+        )
+        for branch in branches:
+            compared = [
+                eq
+                for eq in branch.find_all(exp.EQ)
+                if eq.this.name == column and isinstance(eq.expression, exp.Literal)
+            ]
+            assert compared, f"{delete.this.name}: {branch.sql('bigquery')} scans every day"

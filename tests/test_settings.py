@@ -44,6 +44,9 @@ def test_dbt_profile_defaults_are_the_settings(env: dict[str, str]) -> None:
     # dbt runs in the project folder: its relative paths start there.
     dbt_path = (DBT_PROJECT_DIR / rendered["outputs"]["duckdb"]["path"]).resolve()
     assert dbt_path == Path(settings.effective(env)["MINATO_DUCKDB_PATH"]).resolve()
+    # One cost guard for dbt and for every job Minato starts itself.
+    bigquery = rendered["outputs"]["bigquery"]
+    assert int(bigquery["maximum_bytes_billed"]) == settings.maximum_bytes_billed(env)
 
 
 def test_defaults_follow_the_data_dir_and_set_values_win() -> None:

@@ -25,6 +25,7 @@ import pyarrow as pa
 from assets.monitoring.metrics import RESULT_COLUMNS, MetricSpec
 from resources.identifiers import InvalidIdentifierError, validate_identifier
 from resources.warehouse import BigQueryWarehouse
+from resources.warehouse.bigquery_labels import job_labels, record_job
 
 DATA_FREQUENCIES = (
     "AUTO_FREQUENCY",
@@ -237,17 +238,19 @@ class BigQueryJobs:
     def for_warehouse(cls, warehouse: BigQueryWarehouse) -> BigQueryJobs:
         # The warehouse's client: its row-returning methods hide the job statistics (bytes
         # billed) and take no per-statement limit.
-        return cls(warehouse.client(), warehouse.maximum_bytes_billed)
+        return cls(warehouse.client(), warehouse.bytes_billed_limit)
 
     def run(self, sql: str, maximum_bytes_billed: int) -> pa.Table:
         from google.cloud import bigquery
 
         limits = [maximum_bytes_billed, self.warehouse_limit]
         config = bigquery.QueryJobConfig(
-            maximum_bytes_billed=min(limit for limit in limits if limit is not None)
+            maximum_bytes_billed=min(limit for limit in limits if limit is not None),
+            labels=job_labels(),
         )
         job = self.client.query(sql, job_config=config)
         table = job.to_arrow()
+        record_job(job)
         self.bytes_billed += int(job.total_bytes_billed or 0)
         return table
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -13,9 +14,18 @@ import pyarrow as pa
 from pydantic import Field
 
 from resources.identifiers import validate_identifier
+from resources.settings import maximum_bytes_billed, minato_env
 from resources.warehouse.base import PartitionSink, PartitionTarget, Warehouse
+from resources.warehouse.bigquery_labels import job_labels, record_job
+from resources.warehouse.bigquery_layout import ensure_datasets, table_layout
+from resources.warehouse.datasets import datasets
 from resources.warehouse.spool import ParquetSpool
 from resources.warehouse.sql import partition_predicate, quoted
+
+# Staging tables outlive a crashed run by at most this long.
+STAGING_EXPIRY = dt.timedelta(days=1)
+# (project, prefix) whose datasets this process has made sure of.
+_DATASETS_ENSURED: set[tuple[str, str]] = set()
 
 
 class BigQueryWarehouse(Warehouse):
@@ -27,12 +37,21 @@ class BigQueryWarehouse(Warehouse):
         default="", description="Prefix for every dataset, e.g. `dev_alice_` for a sandbox."
     )
     maximum_bytes_billed: int | None = Field(
-        default=None, description="Cost guard: queries that would bill more bytes fail."
+        default=None,
+        description="Cost guard: jobs that would bill more bytes fail. Unset: "
+        "MINATO_BIGQUERY_MAX_BYTES_BILLED, or its default (100 GB, resources/settings.py).",
     )
 
     @property
     def kind(self) -> str:
         return "bigquery"
+
+    @property
+    def bytes_billed_limit(self) -> int:
+        """The cost guard every job carries: the field, else the setting (dbt reads the same)."""
+        if self.maximum_bytes_billed is not None:
+            return self.maximum_bytes_billed
+        return maximum_bytes_billed()
 
     def client(self) -> Any:
         """A client on the warehouse's project and location, for callers that need what the
@@ -48,23 +67,26 @@ class BigQueryWarehouse(Warehouse):
     def qualified(self, schema: str, table: str) -> str:
         validate_identifier(schema, what="schema")
         validate_identifier(table, what="table")
-        prefix = validate_identifier(self.dataset_prefix) if self.dataset_prefix else ""
-        return f"`{self.project}.{prefix}{schema}.{table}`"
+        return f"`{self.project}.{self._prefix()}{schema}.{table}`"
 
     def _job_config(self) -> Any:
         from google.cloud import bigquery
 
-        config = bigquery.QueryJobConfig()
-        # Unset means no cost guard; None must not be sent (the client would send "None").
-        if self.maximum_bytes_billed is not None:
-            config.maximum_bytes_billed = self.maximum_bytes_billed
-        return config
+        return bigquery.QueryJobConfig(
+            labels=job_labels(), maximum_bytes_billed=self.bytes_billed_limit
+        )
+
+    def _run(self, client: Any, sql: str) -> Any:
+        job = client.query(sql, job_config=self._job_config())
+        job.result()
+        record_job(job)
+        return job
 
     def query_arrow(self, sql: str) -> pa.Table:
-        return self._client().query(sql, job_config=self._job_config()).to_arrow()
+        return self._run(self._client(), sql).to_arrow()
 
     def execute(self, sql: str) -> None:
-        self._client().query(sql, job_config=self._job_config()).result()
+        self._run(self._client(), sql)
 
     def table_exists(self, schema: str, table: str) -> bool:
         from google.api_core.exceptions import NotFound
@@ -75,16 +97,76 @@ class BigQueryWarehouse(Warehouse):
             return False
         return True
 
-    def _load_parquet(self, client: Any, source: Path, destination: str) -> None:
-        """One load job from a Parquet file: never one per physical source table."""
+    def setup(self, tables: Sequence[tuple[PartitionTarget, pa.Schema]]) -> list[str]:
+        """Create every dataset of the catalog and the given tables (partitioned, clustered),
+        skipping what exists: `minato bigquery setup`. Returns the datasets' ids."""
+        client = self._client()
+        ids = ensure_datasets(
+            client, self.project, self._prefix(), self.location, datasets(), minato_env()
+        )
+        _DATASETS_ENSURED.add((self.project, self.dataset_prefix))
+        for target, schema in tables:
+            self._prepare_target(client, target, schema)
+        return ids
+
+    def _ensure_datasets(self, client: Any) -> None:
+        """Create the catalog's datasets once per process: the first write of a fresh project
+        must not fail with "Not found: Dataset" (`minato bigquery setup` does the same)."""
+        key = (self.project, self.dataset_prefix)
+        if key in _DATASETS_ENSURED:
+            return
+        ensure_datasets(
+            client, self.project, self._prefix(), self.location, datasets(), minato_env()
+        )
+        _DATASETS_ENSURED.add(key)
+
+    def _prefix(self) -> str:
+        return validate_identifier(self.dataset_prefix) if self.dataset_prefix else ""
+
+    def _table_id(self, schema: str, table: str) -> str:
+        return self.qualified(schema, table).strip("`")
+
+    def _load_staging(self, client: Any, source: Path, table_id: str, schema: pa.Schema) -> None:
+        """One load job from a Parquet file into a staging table created with the exact column
+        types (never inferred) and an expiry, so a crashed run leaves nothing for long."""
         from google.cloud import bigquery
 
+        table = bigquery.Table(table_id, schema=_bigquery_schema(schema))
+        table.expires = dt.datetime.now(dt.UTC) + STAGING_EXPIRY
+        client.create_table(table)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            labels=job_labels(),
         )
         with source.open("rb") as file:
-            client.load_table_from_file(file, destination, job_config=config).result()
+            job = client.load_table_from_file(file, table_id, job_config=config)
+            job.result()
+            record_job(job)
+
+    def _prepare_target(self, client: Any, target: PartitionTarget, schema: pa.Schema) -> None:
+        """Create the target partitioned and clustered if it is missing; add the columns new in
+        this write with one ALTER (one table metadata update, whatever the drift)."""
+        from google.api_core.exceptions import NotFound
+        from google.cloud import bigquery
+
+        table_id = self._table_id(target.schema, target.table)
+        try:
+            existing = client.get_table(table_id)
+        except NotFound:
+            layout = table_layout(schema, target.partition_columns)
+            table = layout.apply(bigquery.Table(table_id, schema=_bigquery_schema(schema)))
+            # A parallel writer may create it first: then its columns are checked below.
+            client.create_table(table, exists_ok=True)
+            existing = client.get_table(table_id)
+        known = {field.name.lower() for field in existing.schema}
+        new = [field for field in schema if field.name.lower() not in known]
+        if new:
+            added = ", ".join(
+                f"ADD COLUMN IF NOT EXISTS {quoted(f.name, '`')} {_bigquery_type(f.type)}"
+                for f in new
+            )
+            self._run(client, f"ALTER TABLE {self.qualified(target.schema, target.table)} {added};")
 
     @contextlib.contextmanager
     def partition_sink(self, targets: Sequence[PartitionTarget]) -> Iterator[PartitionSink]:
@@ -97,40 +179,38 @@ class BigQueryWarehouse(Warehouse):
 
     def _commit(self, sink: ParquetSpool) -> None:
         client = self._client()
+        self._ensure_datasets(client)
         statements = []
         staging_tables = []
         try:
             for target, path, schema in sink.merged():
-                target_name = self.qualified(target.schema, target.table)
                 staging = self.qualified(
                     target.schema, f"_staging_{target.table}_{uuid.uuid4().hex[:12]}"
                 )
                 staging_tables.append(staging.strip("`"))
-                self._load_parquet(client, path, staging.strip("`"))
+                self._load_staging(client, path, staging.strip("`"), schema)
+                # DDL may not run inside a BigQuery transaction: targets are ready before it.
+                self._prepare_target(client, target, schema)
+                target_name = self.qualified(target.schema, target.table)
                 columns = ", ".join(quoted(c, "`") for c in schema.names)
                 predicate = partition_predicate(
                     target.partition_columns, target.partitions, dialect=self.kind
                 )
-                statements.append(f"CREATE TABLE IF NOT EXISTS {target_name} LIKE {staging};")
-                # Schema drift: columns new in this load are added; older rows read NULL.
-                for field in schema:
-                    statements.append(
-                        f"ALTER TABLE {target_name} ADD COLUMN IF NOT EXISTS "
-                        f"{quoted(field.name, '`')} {_bigquery_type(field.type)};"
-                    )
                 statements.append(f"DELETE FROM {target_name} WHERE {predicate};")
                 statements.append(
                     f"INSERT INTO {target_name} ({columns}) SELECT {columns} FROM {staging};"
                 )
-            # DDL may not run inside a BigQuery transaction: create and alter targets first.
-            ddl = ("CREATE", "ALTER")
-            creates = [s for s in statements if s.startswith(ddl)]
-            changes = [s for s in statements if not s.startswith(ddl)]
-            script = "\n".join([*creates, "BEGIN TRANSACTION;", *changes, "COMMIT TRANSACTION;"])
-            client.query(script, job_config=self._job_config()).result()
+            script = "\n".join(["BEGIN TRANSACTION;", *statements, "COMMIT TRANSACTION;"])
+            self._run(client, script)
         finally:
             for staging in staging_tables:
                 client.delete_table(staging, not_found_ok=True)
+
+
+def _bigquery_schema(schema: pa.Schema) -> list[Any]:
+    from google.cloud import bigquery
+
+    return [bigquery.SchemaField(f.name, _bigquery_type(f.type)) for f in schema]
 
 
 def _bigquery_type(arrow_type: pa.DataType) -> str:

@@ -1,0 +1,45 @@
+"""`minato bigquery …`: what a BigQuery project needs before Minato's first run."""
+
+import os
+
+import click
+
+from assets.constants import LAKE_SCHEMA
+from assets.ingestion.lake_tables import SHARD_LAKE_TABLES
+from assets.ingestion.origin import ORIGIN_SCHEMA
+from assets.ingestion.shard_load import LAKE_PARTITION_COLUMNS
+from resources import settings
+from resources.warehouse import BigQueryWarehouse, PartitionTarget
+
+
+@click.group()
+def bigquery() -> None:
+    """The production warehouse on BigQuery."""
+
+
+def warehouse_from_environment() -> BigQueryWarehouse:
+    """The BigQuery warehouse the MINATO_BIGQUERY_* variables describe."""
+    project = os.environ.get("MINATO_BIGQUERY_PROJECT")
+    if not project:
+        raise click.UsageError("MINATO_BIGQUERY_PROJECT is not set: the GCP project to set up")
+    # The same prefix and location the writes use (MINATO_ENV's prefix unless one is set).
+    return BigQueryWarehouse(
+        project=project,
+        location=settings.bigquery_location(),
+        dataset_prefix=settings.dataset_prefix(),
+    )
+
+
+@bigquery.command("setup")
+def setup() -> None:
+    """Create the catalog's datasets (metadata/datasets.yml) and the lake tables, partitioned by
+    business day and clustered by shard and client. Idempotent: what exists is left as it is."""
+    warehouse = warehouse_from_environment()
+    lake_tables = [
+        (PartitionTarget(LAKE_SCHEMA, table.name, LAKE_PARTITION_COLUMNS, ()), ORIGIN_SCHEMA)
+        for table in SHARD_LAKE_TABLES
+    ]
+    for dataset in warehouse.setup(lake_tables):
+        click.echo(f"dataset {warehouse.project}.{dataset}: ready")
+    for target, _ in lake_tables:
+        click.echo(f"table {warehouse.qualified(target.schema, target.table)}: ready")

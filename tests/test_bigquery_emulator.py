@@ -1,0 +1,268 @@
+"""The BigQuery path on a real BigQuery emulator (tests/bigquery_emulator.py): setup, the lake
+tables' layout, shard ingestion giving the same rows as DuckDB, 24 concurrent shard writers."""
+
+import concurrent.futures
+import datetime as dt
+import decimal
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from assets.ingestion.landing_files import landing_file_assets
+from assets.ingestion.shard_tables import shard_table_assets
+from assets.partitions import day_shard_key, partition_range_tags, shard_names
+from pipelines import demo_data
+from pipelines.cli import main
+from resources.landing import LocalLandingStore
+from resources.settings import REPO_ROOT
+from resources.shards import ShardSource
+from resources.warehouse import BigQueryWarehouse, DuckDBWarehouse, PartitionWrite, Warehouse
+from resources.warehouse.datasets import datasets
+from tests.bigquery_emulator import Emulator, dbt_project_for, emulator_warehouse
+
+DAY = dt.date(2026, 11, 20)
+DBT = REPO_ROOT / "dbt_project"
+LOAD_TIME_COLUMNS = {"_loaded_at", "loaded_at", "checked_at"}
+TABLES = [
+    ("lake", "orders"),
+    ("lake", "order_items"),
+    ("lake", "products"),
+    ("lake", "quarantine"),
+    ("monitoring", "ingestion_reconciliation"),
+]
+
+
+def _fingerprint(warehouse: Warehouse, schema: str, table: str) -> tuple[int, str, list[str]]:
+    """Rows, a checksum of the sorted rows (load times left out) and the columns compared."""
+    rows = warehouse.query_arrow(f"SELECT * FROM {warehouse.qualified(schema, table)}")
+    columns = sorted(c for c in rows.column_names if c not in LOAD_TIME_COLUMNS)
+    lines = sorted(repr(tuple(row[c] for c in columns)) for row in rows.to_pylist())
+    return len(lines), hashlib.md5("\n".join(lines).encode()).hexdigest(), columns
+
+
+def test_setup_creates_the_catalog_and_the_lake_tables_idempotently(
+    bigquery_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = bigquery_emulator.client()
+    monkeypatch.setattr(BigQueryWarehouse, "_client", lambda self: client)
+    monkeypatch.setenv("MINATO_BIGQUERY_PROJECT", bigquery_emulator.project)
+    monkeypatch.setenv("MINATO_BIGQUERY_DATASET_PREFIX", "setup_")
+    monkeypatch.setenv("MINATO_ENV", "staging")
+
+    first = CliRunner().invoke(main, ["bigquery", "setup"], catch_exceptions=False)
+    again = CliRunner().invoke(main, ["bigquery", "setup"], catch_exceptions=False)
+
+    assert first.exit_code == again.exit_code == 0
+    assert first.output == again.output
+    for spec in datasets():
+        dataset = client.get_dataset(f"{bigquery_emulator.project}.setup_{spec.name}")
+        assert dataset.description == spec.description
+        assert dataset.location == "asia-northeast1"
+        assert dataset.labels == {
+            "minato_layer": spec.layer,
+            "minato_pii": str(spec.pii).lower(),
+            "minato_env": "staging",
+        }
+        assert f"dataset {dataset.project}.setup_{spec.name}: ready" in first.output
+    for name in ("orders", "order_items", "products"):
+        table = client.get_table(f"{bigquery_emulator.project}.setup_lake.{name}")
+        assert table.time_partitioning.field == "_business_day"
+        assert table.time_partitioning.type_ == "DAY"
+        assert table.clustering_fields == ["_shard", "_client_id"]
+
+
+def test_setup_refuses_to_run_without_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MINATO_BIGQUERY_PROJECT", raising=False)
+
+    result = CliRunner().invoke(main, ["bigquery", "setup"])
+
+    assert result.exit_code == 2
+    assert "MINATO_BIGQUERY_PROJECT is not set" in result.output
+
+
+def test_shard_ingestion_on_bigquery_equals_duckdb(
+    bigquery_emulator: Emulator, seeded_demo, minato_env, instance
+) -> None:
+    """The same partitions through the real assets into DuckDB and into the emulator (its first
+    write creating the datasets and tables): per table, the same rows and checksums. One
+    partition is written twice: re-runs replace, never duplicate."""
+    duck = DuckDBWarehouse(path=str(minato_env.duckdb_path))
+    bigquery = emulator_warehouse(bigquery_emulator, dataset_prefix="graph_")
+    keys = [
+        day_shard_key(DAY, "shard_01"),
+        day_shard_key(DAY, "shard_02"),
+        day_shard_key(DAY - dt.timedelta(days=1), "shard_01"),
+        day_shard_key(seeded_demo.first_day, "shard_03"),  # the products are created then
+        day_shard_key(DAY, "shard_01"),
+    ]
+    for warehouse in (duck, bigquery):
+        for key in keys:
+            result = dg.materialize(
+                shard_table_assets(),
+                partition_key=key,
+                resources={"warehouse": warehouse, "shards": ShardSource()},
+                instance=instance,
+            )
+            assert result.success
+
+    compared = {t: _fingerprint(bigquery, *t) for t in TABLES}
+    assert compared == {t: _fingerprint(duck, *t) for t in TABLES}
+    rows = {table: count for (_, table), (count, _, _) in compared.items()}
+    assert rows["orders"] > 0 and rows["order_items"] > 0 and rows["products"] > 0
+
+
+def _shard_rows(shard: str, day: dt.date) -> pa.Table:
+    return pa.table(
+        {
+            "order_id": pa.array([f"{shard}-{i}" for i in range(3)]),
+            "_business_day": pa.array([day] * 3, pa.date32()),
+            "_shard": pa.array([shard] * 3),
+            "_client_id": pa.array(["1", "2", "3"]),
+        }
+    )
+
+
+def test_24_shards_write_one_day_of_one_table_at_once(bigquery_emulator: Emulator) -> None:
+    """The daily schedule's shape: 24 shard runs of one day replace their partitions of the same
+    lake table concurrently. All succeed, each partition holds exactly its shard's rows."""
+    warehouse = emulator_warehouse(bigquery_emulator, dataset_prefix="parallel_")
+    shards = [f"shard_{n:02d}" for n in range(1, 25)]
+
+    def write(shard: str) -> None:
+        warehouse.replace_partitions_atomically(
+            [
+                PartitionWrite(
+                    "lake",
+                    "orders",
+                    _shard_rows(shard, DAY),
+                    ("_business_day", "_shard"),
+                    ((DAY, shard),),
+                )
+            ]
+        )
+
+    for _ in range(2):  # the second round replaces what the first wrote
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(shards)) as pool:
+            list(pool.map(write, shards))
+
+    counts = warehouse.query_arrow(
+        f"SELECT _shard, count(*) AS n FROM {warehouse.qualified('lake', 'orders')} "
+        f"WHERE _business_day = '{DAY}' GROUP BY _shard ORDER BY _shard"
+    ).to_pylist()
+    assert counts == [{"_shard": shard, "n": 3} for shard in shards]
+
+
+def _comparable(value: object) -> object:
+    """One spelling per number across engines: DuckDB's HUGEINT sums arrive as decimals where
+    BigQuery's INT64 arrive as ints; float sums differ in the last bits."""
+    if isinstance(value, decimal.Decimal | float | int) and not isinstance(value, bool):
+        return round(float(value), 6)
+    return value
+
+
+def _model_fingerprint(rows: pa.Table) -> tuple[int, str]:
+    columns = sorted(c for c in rows.column_names if c not in LOAD_TIME_COLUMNS)
+    lines = sorted(repr(tuple(_comparable(row[c]) for c in columns)) for row in rows.to_pylist())
+    return len(lines), hashlib.md5("\n".join(lines).encode()).hexdigest()
+
+
+def _dbt(args: list[str], folder: Path, env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [
+            str(REPO_ROOT / ".venv" / "bin" / "dbt"),
+            "build",
+            *args,
+            "--target-path",
+            str(folder / "target"),
+            "--log-path",
+            str(folder / "logs"),
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-5000:]
+
+
+def test_graph_on_bigquery_equals_duckdb(
+    bigquery_emulator: Emulator, seeded_demo, minato_env, instance, tmp_path: Path
+) -> None:
+    """Ingestion (shards and landed files) and `dbt build` on the `bigquery` target against the
+    emulator give every dbt model the same rows and checksums as the DuckDB run."""
+    prefix = "dbt_"
+    duck = DuckDBWarehouse(path=str(minato_env.duckdb_path))
+    bigquery = emulator_warehouse(bigquery_emulator, dataset_prefix=prefix)
+    first, last = seeded_demo.last_day - dt.timedelta(days=6), seeded_demo.last_day
+    shards = shard_names()
+    for warehouse in (duck, bigquery):
+        resources = {
+            "warehouse": warehouse,
+            "shards": ShardSource(),
+            "landing": LocalLandingStore(),
+        }
+        for assets, tags in (
+            (
+                shard_table_assets(),
+                partition_range_tags(
+                    str(day_shard_key(first, shards[0])), str(day_shard_key(last, shards[-1]))
+                ),
+            ),
+            (
+                [a for a in landing_file_assets() if a.partitions_def],
+                partition_range_tags(str(first), str(last)),
+            ),
+            ([a for a in landing_file_assets() if not a.partitions_def], {}),
+        ):
+            assert dg.materialize(assets, resources=resources, instance=instance, tags=tags).success
+
+    _dbt(
+        ["--project-dir", str(DBT), "--profiles-dir", str(DBT), "--target", "duckdb"],
+        tmp_path / "duckdb",
+        {},
+    )
+    emulated = dbt_project_for(
+        bigquery_emulator,
+        prefix,
+        tmp_path / "bigquery",
+        list(dict.fromkeys(demo_data.SHARD_TIMEZONES.values())),
+    )
+    _dbt(
+        emulated,
+        tmp_path / "bigquery",
+        {
+            "MINATO_BIGQUERY_DATASET_PREFIX": prefix,
+            "MINATO_BIGQUERY_PROJECT": bigquery_emulator.project,
+        },
+    )
+
+    models = duck.query_arrow(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema NOT IN ('lake', 'monitoring', 'main') ORDER BY 1, 2"
+    ).to_pylist()
+    assert len(models) > 10
+    compared = {
+        (m["table_schema"], m["table_name"]): _model_fingerprint(
+            bigquery.query_arrow(
+                f"SELECT * FROM {bigquery.qualified(m['table_schema'], m['table_name'])}"
+            )
+        )
+        for m in models
+    }
+    expected = {
+        (m["table_schema"], m["table_name"]): _model_fingerprint(
+            duck.query_arrow(f"SELECT * FROM {m['table_schema']}.{m['table_name']}")
+        )
+        for m in models
+    }
+    assert compared == expected
+
+    # dbt's queries carry the labels as their JSON query comment, which dbt-bigquery turns into
+    # job labels (`job-label: true`; the emulator keeps no labels of dbt's jobs to read back).
+    log = (tmp_path / "bigquery" / "logs" / "dbt.log").read_text()
+    assert '/* {"minato_env": "dev", "minato_asset": "cleansing/cleansing_orders"} */' in log
