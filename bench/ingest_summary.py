@@ -10,8 +10,8 @@ alternative in turn, `--repeat` rounds:
 - `window_table`: one reference per table; every row carries its table's `COUNT(*) OVER ()` and
   `SUM(key) OVER ()`, and a table with no row in the window still yields one marker row
   (`(SELECT 1) LEFT JOIN (...) ON TRUE`);
-- `window_batch`: one reference per table; the window runs over the batch's whole `UNION ALL`
-  (one count and key sum per batch), with one marker row for an empty batch.
+- `window_batch` (what Minato sends): one reference per table; the window runs over the batch's
+  whole `UNION ALL` (one count and key sum per batch), which ends with a marker row of NULLs.
 
 Every alternative must return the same rows and the same totals, checked here. Prints
 seconds, tables/s and the server's `Opened_tables` per alternative; `--json` writes them.
@@ -71,19 +71,25 @@ def statement(mode: str, tables: list[str], where: str) -> str:
     if mode == "window_table":
         parts = [
             f"SELECT {_origin(t)}, x.*, COUNT(x.order_id) OVER () AS _n, "
-            f"COALESCE(SUM(x.order_id) OVER (), 0) AS _k "
-            f"FROM (SELECT 1) AS one LEFT JOIN (SELECT {COLUMNS} FROM `{t}` WHERE {where}) AS x "
-            "ON TRUE"
+            f"COALESCE(SUM(x._k) OVER (), 0) AS _k "
+            f"FROM (SELECT 1) AS one LEFT JOIN (SELECT {COLUMNS}, order_id AS _k FROM `{t}` "
+            f"WHERE {where}) AS x ON TRUE"
             for t in tables
         ]
         return "\nUNION ALL\n".join(parts)
-    if mode == "window_batch":
-        rows = "\nUNION ALL\n".join(
-            f"SELECT {_origin(t)}, {COLUMNS} FROM `{t}` WHERE {where}" for t in tables
-        )
+    if mode == "window_batch":  # what Minato sends (assets/ingestion/shard_sql.py)
+        parts = [
+            f"SELECT {_origin(t)}, {COLUMNS}, order_id AS _key FROM `{t}` WHERE {where}"
+            for t in tables
+        ]
+        parts.append("SELECT " + ", ".join(["NULL"] * 13))  # the marker row
+        names = "_client_id, _source_table, order_id, customer_name, customer_email, "
+        names += "customer_phone, status, total_amount, shipping_prefecture, note, ordered_at, "
+        names += "updated_at"
         return (
-            "SELECT u.*, COUNT(u.order_id) OVER () AS _n, COALESCE(SUM(u.order_id) OVER (), 0) "
-            f"AS _k FROM (SELECT 1) AS one LEFT JOIN ({rows}) AS u ON TRUE"
+            f"SELECT {', '.join('u.' + n for n in names.split(', '))}, "
+            "COUNT(u._source_table) OVER () AS _n, COALESCE(SUM(u._key) OVER (), 0) AS _k "
+            "FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) AS u"
         )
     raise ValueError(mode)
 
@@ -107,8 +113,8 @@ def read(url: str, sql: str, mode: str) -> tuple[int, int, int]:
             key_sum += sum(int(v) for v in pc.filter(k, summary).to_pylist())
             continue
         rows += batch.num_rows - order_id.null_count  # marker rows carry no order_id
-        # One count per table (window_table) or per batch: the first row of each says it.
         source = batch.column(names.index("_source_table")).to_pylist()
+        # One count per table (window_table) or per batch: the first row of each says it.
         for table, rows_of, keys_of in zip(source, n.to_pylist(), k.to_pylist(), strict=True):
             scope = table if mode == "window_table" else "batch"
             if scope not in seen:

@@ -72,7 +72,12 @@ def _read_batch(
             for raw in _stream(shard, batch.sql, chunk_rows, timezone, year):
                 if not raw.num_rows:
                     continue
-                summary = _batch_summary(raw, summary)
+                # Every row carries the summary, or only the marker row does (one-table batches).
+                carriers = raw
+                if raw[SOURCE_ROWS].null_count:
+                    carriers = raw.filter(pc.is_valid(raw[SOURCE_ROWS]))
+                if carriers.num_rows:
+                    summary = _batch_summary(carriers, summary)
                 data = raw.drop_columns([SOURCE_ROWS, SOURCE_KEY_SUM])
                 if data["_source_table"].null_count:  # the batch's marker row
                     data = data.filter(pc.is_valid(data["_source_table"]))
