@@ -68,6 +68,16 @@ def test_cli_seeds_and_ingests(minato_env, tmp_path, monkeypatch) -> None:
     assert ingested.exit_code == 0, ingested.output
     assert "2026-11-19|shard_02: ok" in ingested.output
 
+    # One lake table only (on-call re-reads what failed), and an unknown one is refused.
+    one = ["ingest", "--day", "2026-11-19", "--shard", "shard_01", "--table", "orders"]
+    only_orders = runner.invoke(main, one)
+    assert only_orders.exit_code == 0, only_orders.output
+    assert "lake/orders [shard_01]" in only_orders.output
+    assert "lake/order_items" not in only_orders.output
+    unknown = runner.invoke(main, [*one[:-1], "nope"])
+    assert unknown.exit_code != 0
+    assert "unknown ['nope']; one of order_items, orders, products" in unknown.output
+
     # A shard that cannot be read fails the command and names the partition.
     (minato_env.data_dir / "shards" / "shard_03.sqlite").unlink()
     failed = runner.invoke(main, ["ingest", "--day", "2026-11-19", "--shard", "shard_03"])
