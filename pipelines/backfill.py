@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import day_shard_key, partition_range_tags, shard_names
+from assets.run_lanes import BACKFILL_LANE, lane_tags
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class BackfillChunk:
 
     @property
     def tags(self) -> dict[str, str]:
-        return partition_range_tags(self.keys[0], self.keys[-1])
+        return {**partition_range_tags(self.keys[0], self.keys[-1]), **lane_tags(BACKFILL_LANE)}
 
 
 def plan_chunks(start: dt.date, end: dt.date, days_per_run: int) -> list[BackfillChunk]:

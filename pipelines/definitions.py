@@ -16,7 +16,12 @@ from assets.sync.assets import sync_assets, sync_checks
 from pipelines.jobs import ingest_shards_job, warehouse_daily_job
 from pipelines.resources_by_env import build_resources
 from pipelines.schedules import daily_ingestion_schedule
-from pipelines.sensors import landing_sensor, run_failure_alert, warehouse_after_ingestion_sensor
+from pipelines.sensors import (
+    alert_resolution_sensor,
+    landing_sensor,
+    run_failure_alert,
+    warehouse_after_ingestion_sensor,
+)
 
 defs = dg.Definitions(
     assets=[
@@ -29,6 +34,11 @@ defs = dg.Definitions(
     asset_checks=[*anomaly_checks(), *sync_checks()],
     jobs=[ingest_shards_job, warehouse_daily_job],
     schedules=[daily_ingestion_schedule],
-    sensors=[landing_sensor, warehouse_after_ingestion_sensor, run_failure_alert],
+    sensors=[
+        landing_sensor,
+        warehouse_after_ingestion_sensor,
+        run_failure_alert,
+        alert_resolution_sensor,
+    ],
     resources=build_resources(),
 )

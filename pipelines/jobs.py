@@ -10,16 +10,20 @@ import dagster as dg
 from assets.dbt_models.layers import dbt_model_assets
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import anomaly_assets
+from assets.run_lanes import ADHOC_LANE, lane_tags
 from assets.sync.assets import sync_assets
 
 ingest_shards_job = dg.define_asset_job(
     "ingest_shards",
     selection=dg.AssetSelection.assets(*shard_table_assets()),
     description="Extract one business day of every client table of a shard into the lake.",
+    # Launched by hand unless a schedule, sensor or backfill says otherwise (run-queue lanes).
+    tags=lane_tags(ADHOC_LANE),
 )
 
 warehouse_daily_job = dg.define_asset_job(
     "warehouse_daily",
     selection=dg.AssetSelection.assets(*dbt_model_assets(), *anomaly_assets(), *sync_assets()),
     description="dbt warehouse + marts for a business day, then anomaly detection and syncs.",
+    tags=lane_tags(ADHOC_LANE),
 )

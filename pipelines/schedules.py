@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.constants import BUSINESS_TIMEZONE
 from assets.partitions import day_shard_key, shard_names
+from assets.run_lanes import CORE_LANE, lane_tags
 from pipelines.jobs import ingest_shards_job
 
 
@@ -27,7 +28,7 @@ def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.R
         dg.RunRequest(
             run_key=f"{day}|{shard}",
             partition_key=day_shard_key(day, shard),
-            tags={"minato/shard": shard},
+            tags={"minato/shard": shard, **lane_tags(CORE_LANE)},
         )
         for shard in shard_names()
     ]

@@ -12,9 +12,9 @@ import dagster as dg
 
 from assets.constants import LAKE_SCHEMA
 from assets.ingestion.lake_tables import SHARD_LAKE_TABLES, LakeTable
-from assets.ingestion.reconciliation import RECONCILIATION_CHECK, reconciliation_check
+from assets.ingestion.reconciliation import RECONCILIATION_CHECK, Tally, reconciliation_check
 from assets.ingestion.shard_load import load_partitions
-from assets.partitions import day_shard_partitions
+from assets.partitions import day_shard_key, day_shard_partitions
 from resources import settings
 from resources.shards import ShardSource
 from resources.warehouse import Warehouse
@@ -70,31 +70,57 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
             context.log.warning(
                 f"lake/{table.name}: {total.quarantined_rows} row(s) quarantined in lake.quarantine"
             )
+        # Each partition's event carries its own counts and reconciliation, never the run's.
+        for (day, shard), tally in report.tallies.items():
+            key = str(day_shard_key(day, shard))
+            context.add_asset_metadata(
+                {
+                    **partition_metadata(tally),
+                    # Read by the warehouse sensor: the partition's own verdict.
+                    UNRECONCILED_METADATA: dg.MetadataValue.json([] if tally.reconciled else [key]),
+                    DISCOVERY_METADATA: dg.MetadataValue.json(
+                        {shard: report.discovery.get(shard, {})}
+                    ),
+                    "schema_drift": dg.MetadataValue.json({shard: report.drift.get(shard, {})}),
+                },
+                partition_key=key,
+            )
         return dg.MaterializeResult(
             metadata={
-                "partitions": len(report.partitions),
-                "tables_read": total.tables_read,
-                "source_rows": total.source_rows,
-                "loaded_rows": total.loaded_rows,
-                "quarantined_rows": total.quarantined_rows,
-                "batch_restarts": report.restarts,
-                # Per partition, for the warehouse sensor (a run may cover many partitions).
-                UNRECONCILED_METADATA: dg.MetadataValue.json(
-                    [
-                        f"{day}|{shard}"
-                        for (day, shard), tally in report.tallies.items()
-                        if not tally.reconciled
-                    ]
-                ),
-                "schema_drift": dg.MetadataValue.json(report.drift),
-                # Per shard: client tables matched and ignored (with why), columns renamed.
-                DISCOVERY_METADATA: dg.MetadataValue.json(report.discovery),
-                "dagster/row_count": total.loaded_rows,
+                # The whole lake table's rows (the asset overview's "Row count"), not this run's.
+                "dagster/row_count": table_row_count(warehouse, LAKE_SCHEMA, table.name),
+                "run_batch_restarts": report.restarts,
             },
             check_results=[reconciliation_check(report.reconciliation)],
         )
 
     return _ingest
+
+
+def partition_metadata(tally: Tally) -> dict[str, object]:
+    """One (day, shard) partition's own counts and reconciliation, readable without JSON."""
+    if tally.reconciled:
+        verdict = "ok"
+    else:
+        verdict = (
+            f"MISMATCH: the source counted {tally.source_rows} row(s), "
+            f"{tally.loaded_rows} loaded + {tally.quarantined_rows} quarantined"
+        )
+        if tally.source_key_sum != tally.received_key_sum:
+            verdict += "; key checksums differ"
+    return {
+        "dagster/partition_row_count": tally.loaded_rows,
+        "tables_read": tally.tables_read,
+        "source_rows": tally.source_rows,
+        "loaded_rows": tally.loaded_rows,
+        "quarantined_rows": tally.quarantined_rows,
+        "reconciliation": verdict,
+    }
+
+
+def table_row_count(warehouse: Warehouse, schema: str, table: str) -> int:
+    rows = warehouse.query_arrow(f"SELECT count(*) AS n FROM {warehouse.qualified(schema, table)}")
+    return int(rows["n"][0].as_py())
 
 
 @functools.cache
