@@ -204,6 +204,10 @@ def read_alerts(warehouse: Warehouse, status: str | None = None) -> list[dict]:
     ).to_pylist()
 
 
+def _parse(entries: Sequence[str]) -> list[FailedPartition]:
+    return [FailedPartition(*entry.split("@", 1)) for entry in entries]
+
+
 def _write(warehouse: Warehouse, row: dict) -> None:
     table = pa.Table.from_pylist([row], schema=ALERTS_SCHEMA)
     warehouse.replace_partitions(
@@ -298,8 +302,8 @@ def resolve_alerts(
         if not pending:
             row.update(status="resolved", resolved_at=now, resolved_by_run_id=run_id)
             notifier.send(
-                f":white_check_mark: resolved: {row['title'].split(' failed: ')[0]} succeeded in "
-                f"run {notifier.run_url(run_id)}",
+                f":white_check_mark: resolved: {describe_failed(_parse(row['failed']))} "
+                f"succeeded in run {notifier.run_url(run_id)}",
                 row["slack_ts"],
             )
             resolved.append(row["alert_id"])
