@@ -31,6 +31,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 manifest: install
 	$(VENV)/bin/minato manifest
 
+# The demo's partitions start where its data starts (63 business days up to yesterday, JST), so
+# the UI shows a complete lake, not hundreds of missing days; a deployment sets its own start.
+demo dev: export MINATO_PARTITIONS_START ?= $(shell $(VENV)/bin/minato demo first-day)
+
 demo: install manifest $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/minato demo run
 

@@ -66,6 +66,14 @@ def demo_seed(seed: int, end_date: str | None, days: int) -> None:
     click.echo(f"seeded {config.first_day}..{config.last_day}: {counts}")
 
 
+@demo.command("first-day")
+@_with_seed_options
+def demo_first_day(seed: int, end_date: str | None, days: int) -> None:
+    """Print the demo's first business day: `make demo` and `make dev` start the partitions
+    there (MINATO_PARTITIONS_START), so the UI shows no years of missing partitions."""
+    click.echo(_demo_config(seed, end_date, days).first_day.isoformat())
+
+
 @demo.command("run")
 @_with_seed_options
 def demo_run(seed: int, end_date: str | None, days: int) -> None:

@@ -13,7 +13,12 @@ from assets.ingestion.landing_files import landing_file_assets
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import anomaly_assets, anomaly_checks
 from assets.sync.assets import sync_assets, sync_checks
-from pipelines.jobs import ingest_shards_job, warehouse_daily_job
+from pipelines.jobs import (
+    ingest_crm_contacts_job,
+    ingest_search_console_job,
+    ingest_shards_job,
+    warehouse_daily_job,
+)
 from pipelines.resources_by_env import build_resources
 from pipelines.schedules import daily_ingestion_schedule
 from pipelines.sensors import (
@@ -32,7 +37,12 @@ defs = dg.Definitions(
         *sync_assets(),
     ],
     asset_checks=[*anomaly_checks(), *sync_checks()],
-    jobs=[ingest_shards_job, warehouse_daily_job],
+    jobs=[
+        ingest_shards_job,
+        ingest_search_console_job,
+        ingest_crm_contacts_job,
+        warehouse_daily_job,
+    ],
     schedules=[daily_ingestion_schedule],
     sensors=[
         landing_sensor,

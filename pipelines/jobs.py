@@ -8,6 +8,7 @@ half the shards, and a late shard re-triggers it instead of being silently left 
 import dagster as dg
 
 from assets.dbt_models.layers import dbt_model_assets
+from assets.ingestion.landing_files import CRM_CONTACTS_KEY, SEARCH_CONSOLE_PAGES_KEY
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import anomaly_assets
 from assets.run_lanes import ADHOC_LANE, lane_tags
@@ -18,6 +19,21 @@ ingest_shards_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*shard_table_assets()),
     description="Extract one business day of every client table of a shard into the lake.",
     # Launched by hand unless a schedule, sensor or backfill says otherwise (run-queue lanes).
+    tags=lane_tags(ADHOC_LANE),
+)
+
+# The SaaS exports, one job each (one is partitioned by business day, the other is not).
+ingest_search_console_job = dg.define_asset_job(
+    "ingest_search_console",
+    selection=dg.AssetSelection.assets(SEARCH_CONSOLE_PAGES_KEY),
+    description="Load the Search Console export of a business day from the landing zone.",
+    tags=lane_tags(ADHOC_LANE),
+)
+
+ingest_crm_contacts_job = dg.define_asset_job(
+    "ingest_crm_contacts",
+    selection=dg.AssetSelection.assets(CRM_CONTACTS_KEY),
+    description="Load the newest CRM contacts export from the landing zone.",
     tags=lane_tags(ADHOC_LANE),
 )
 
