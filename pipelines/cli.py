@@ -8,6 +8,7 @@ import click
 import dagster as dg
 
 from pipelines.generate.commands import generate, metadata
+from pipelines.oncall_cli import oncall
 from resources import settings
 
 
@@ -213,3 +214,4 @@ def backfill(start: str, end: str, days_per_run: int, force: bool) -> None:
 
 main.add_command(generate)
 main.add_command(metadata)
+main.add_command(oncall)

@@ -41,10 +41,10 @@ def seed_demo(config: demo_data.DemoConfig, shard_source: ShardSource, landing_d
 
 
 def _run_job(
-    instance: dg.DagsterInstance, job: dg.UnresolvedAssetJobDefinition, tags: dict[str, str]
+    instance: dg.DagsterInstance, job_name: str, tags: dict[str, str]
 ) -> dg.ExecuteInProcessResult:
     """Run a named job of the code location, so the UI's history shows which job ran."""
-    return defs.resolve_job_def(job.name).execute_in_process(
+    return defs.resolve_job_def(job_name).execute_in_process(
         instance=instance,
         tags=tags,
         # The demo prints a summary; the full event log is in the Dagster UI.
@@ -57,15 +57,15 @@ def run_window(instance: dg.DagsterInstance, first: dt.date, last: dt.date) -> d
     shards = shard_names()
     _run_job(
         instance,
-        ingest_shards_job,
+        ingest_shards_job.name,
         partition_range_tags(
             str(day_shard_key(first, shards[0])), str(day_shard_key(last, shards[-1]))
         ),
     )
     days = partition_range_tags(str(first), str(last))
-    _run_job(instance, ingest_search_console_job, days)
-    _run_job(instance, ingest_crm_contacts_job, {})
-    result = _run_job(instance, warehouse_daily_job, days)
+    _run_job(instance, ingest_search_console_job.name, days)
+    _run_job(instance, ingest_crm_contacts_job.name, {})
+    result = _run_job(instance, warehouse_daily_job.name, days)
     return {
         event.asset_key.to_user_string(): {
             k: v.value for k, v in event.materialization.metadata.items()
