@@ -12,15 +12,17 @@ from assets.dbt_models.layers import dbt_model_assets
 from assets.ingestion.landing_files import landing_file_assets
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import anomaly_assets, anomaly_checks
+from assets.monitoring.slo_report import slo_report_assets
 from assets.sync.assets import sync_assets, sync_checks
 from pipelines.jobs import (
     ingest_crm_contacts_job,
     ingest_search_console_job,
     ingest_shards_job,
+    slo_report_job,
     warehouse_daily_job,
 )
 from pipelines.resources_by_env import build_resources
-from pipelines.schedules import daily_ingestion_schedule
+from pipelines.schedules import daily_ingestion_schedule, slo_report_schedule
 from pipelines.sensors import (
     alert_resolution_sensor,
     landing_sensor,
@@ -35,6 +37,7 @@ defs = dg.Definitions(
         *dbt_model_assets(),
         *anomaly_assets(),
         *sync_assets(),
+        *slo_report_assets(),
     ],
     asset_checks=[*anomaly_checks(), *sync_checks()],
     jobs=[
@@ -42,8 +45,9 @@ defs = dg.Definitions(
         ingest_search_console_job,
         ingest_crm_contacts_job,
         warehouse_daily_job,
+        slo_report_job,
     ],
-    schedules=[daily_ingestion_schedule],
+    schedules=[daily_ingestion_schedule, slo_report_schedule],
     sensors=[
         landing_sensor,
         warehouse_after_ingestion_sensor,

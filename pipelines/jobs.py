@@ -11,7 +11,8 @@ from assets.dbt_models.layers import dbt_model_assets
 from assets.ingestion.landing_files import CRM_CONTACTS_KEY, SEARCH_CONSOLE_PAGES_KEY
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.monitoring.anomalies import anomaly_assets
-from assets.run_lanes import ADHOC_LANE, lane_tags
+from assets.monitoring.slo_report import SLO_REPORT_KEY
+from assets.run_lanes import ADHOC_LANE, CORE_LANE, lane_tags
 from assets.sync.assets import sync_assets
 
 ingest_shards_job = dg.define_asset_job(
@@ -42,4 +43,11 @@ warehouse_daily_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*dbt_model_assets(), *anomaly_assets(), *sync_assets()),
     description="dbt warehouse + marts for a business day, then anomaly detection and syncs.",
     tags=lane_tags(ADHOC_LANE),
+)
+
+slo_report_job = dg.define_asset_job(
+    "slo_report",
+    selection=dg.AssetSelection.assets(SLO_REPORT_KEY),
+    description="Score every freshness SLO (metadata/slos.yml) over the last 30 business days.",
+    tags=lane_tags(CORE_LANE),
 )

@@ -8,7 +8,7 @@ import dagster as dg
 from assets.constants import BUSINESS_TIMEZONE
 from assets.partitions import day_shard_key, shard_names
 from assets.run_lanes import CORE_LANE, lane_tags
-from pipelines.jobs import ingest_shards_job
+from pipelines.jobs import ingest_shards_job, slo_report_job
 
 
 def previous_business_day(scheduled: dt.datetime) -> dt.date:
@@ -32,3 +32,13 @@ def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.R
         )
         for shard in shard_names()
     ]
+
+
+slo_report_schedule = dg.ScheduleDefinition(
+    name="slo_report_schedule",
+    job=slo_report_job,
+    cron_schedule="0 9 * * *",
+    execution_timezone=BUSINESS_TIMEZONE,
+    description="09:00 JST, after the day's deadlines (metadata/slos.yml): score the SLOs and "
+    "name the shards that missed yesterday.",
+)
