@@ -57,7 +57,7 @@ class SloSpec(StrictModel):
     @field_validator("due", mode="before")
     @classmethod
     def _hh_mm(cls, value: object) -> object:
-        # YAML reads an unquoted 06:00 as a number of minutes (sexagesimal): insist on text.
+        # YAML 1.1 reads an unquoted 6:00 as 360 (base 60): insist on "HH:MM" text.
         if not isinstance(value, str) or not re.fullmatch(r"\d{2}:\d{2}", value):
             raise ValueError(f'{value!r}: expected a quoted time such as "06:00" (Asia/Tokyo)')
         return value
@@ -163,14 +163,14 @@ def score(
         late = tuple(p for p in partitions if p in first and first[p] > deadline)
         verdicts.append(
             DayVerdict(
-                spec.asset,
-                day,
-                deadline,
-                not missing and not late,
-                _short(missing, spec),
-                _short(late, spec),
-                spec.owner,
-                spec.severity,
+                asset=spec.asset,
+                business_day=day,
+                deadline=deadline,
+                met=not missing and not late,
+                late=_short(late, spec),
+                missing=_short(missing, spec),
+                owner=spec.owner,
+                severity=spec.severity,
             )
         )
     return verdicts
