@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
-from dagster_graphql import DagsterGraphQLClient
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from assets.monitoring.alerts import read_alerts
 from assets.partitions import day_shard_key, shard_names
@@ -54,7 +54,8 @@ def _wait(what: str, probe: Callable[[], Any], timeout: float, served) -> Any:
             pytest.fail(f"waiting for {what}: {exited}")
         try:
             last = probe()
-        except (OSError, RuntimeError) as exc:  # the webserver is still starting
+        # The webserver or the code location is still starting.
+        except (OSError, RuntimeError, DagsterGraphQLClientError) as exc:
             last = exc
         if last and not isinstance(last, Exception):
             return last
