@@ -186,7 +186,37 @@ def entries(
         yield (list_key, index), item
 
 
-def entry_label(kind: str, item: Any, index: int) -> str:
+def entry_label(kind: str, item: Any, index: int, key: str = "name") -> str:
     """`sync 'crm_contacts'`, or `sync #2` for an entry without a usable name."""
-    name = item.get("name") if isinstance(item, Mapping) else None
+    name = item.get(key) if isinstance(item, Mapping) else None
     return f"{kind} {name!r}" if isinstance(name, str) else f"{kind} #{index + 1}"
+
+
+def unique_entries(
+    document: YamlFile,
+    list_key: str,
+    model: type[T],
+    error: type[Exception],
+    kind: str,
+    key: str = "name",
+) -> list[T]:
+    """Every item of the top-level list `list_key` as a `model`; an item whose `key` repeats
+    an earlier one's is an error naming both lines."""
+    specs: list[T] = []
+    first_line: dict[Any, int] = {}
+    for location, item in entries(document, list_key, error):
+        label = entry_label(kind, item, int(location[-1]), key)
+        spec = validate_entry(document, model, item, location, label, error)
+        name = getattr(spec, key)
+        if name in first_line:
+            raise error(
+                document.problem(
+                    (*location, key),
+                    f"{kind} defined twice (first on line {first_line[name]})",
+                    label,
+                    key,
+                )
+            )
+        first_line[name] = document.line((*location, key))
+        specs.append(spec)
+    return specs

@@ -55,7 +55,9 @@ def test_an_asset_with_two_slos_is_refused(tmp_path) -> None:
         '  - {asset: fact/fact_orders, per: day, due: "08:00", days_after: 1, owner: a, '
         "severity: warning}\n"
     )
-    with pytest.raises(SloConfigError, match=r"slos.yml:3: .*asset has an SLO already \(line 2\)"):
+    with pytest.raises(
+        SloConfigError, match=r"slos.yml:3: .*slo defined twice \(first on line 2\)"
+    ):
         load_slos(_write(tmp_path, "slos:\n" + one + one))
 
 

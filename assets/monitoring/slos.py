@@ -22,7 +22,7 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from assets.constants import BUSINESS_TIMEZONE
-from resources.config_files import StrictModel, entries, read_yaml, validate_entry
+from resources.config_files import StrictModel, read_yaml, unique_entries
 from resources.identifiers import validate_identifier
 from resources.settings import REPO_ROOT
 
@@ -74,23 +74,7 @@ class SloSpec(StrictModel):
 
 def load_slos(path: Path | str = SLOS_FILE) -> tuple[SloSpec, ...]:
     document = read_yaml(path, SloConfigError)
-    specs: list[SloSpec] = []
-    seen: dict[str, int] = {}
-    for location, item in entries(document, "slos", SloConfigError):
-        label = f"slo {item.get('asset')!r}" if isinstance(item, dict) else "slo"
-        spec = validate_entry(document, SloSpec, item, location, label, SloConfigError)
-        if spec.asset in seen:
-            raise SloConfigError(
-                document.problem(
-                    (*location, "asset"),
-                    f"asset has an SLO already (line {seen[spec.asset]})",
-                    label,
-                    "asset",
-                )
-            )
-        seen[spec.asset] = document.line(location)
-        specs.append(spec)
-    return tuple(specs)
+    return tuple(unique_entries(document, "slos", SloSpec, SloConfigError, "slo", key="asset"))
 
 
 @cache
