@@ -146,6 +146,8 @@ def test_core_runs_pass_a_full_backfill_lane(dagster_database, tmp_path) -> None
                 if time.monotonic() - submitted > ONE_TICK_S:
                     pytest.fail(f"core run still queued after {ONE_TICK_S} s; see {served.log}")
                 time.sleep(0.5)
+            waited = time.monotonic() - submitted
+            print(f"core run left the queue {waited:.1f} s after submission")
             queued = [i for i in backfill_ids if runs[i]["status"] == "QUEUED"]
             assert len(queued) == BACKFILL_RUNS - backfill_limit
     finally:
