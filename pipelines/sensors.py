@@ -26,6 +26,7 @@ from assets.monitoring.alerts import (
     runbook_link,
 )
 from assets.monitoring.run_events import materialized, run_failure, will_be_retried
+from assets.monitoring.slos import slos
 from assets.partitions import day_partition_keys
 from assets.run_lanes import CORE_LANE, lane_tags
 from pipelines.jobs import warehouse_daily_job
@@ -119,9 +120,13 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingStore) -
 # How far back the warehouse sensor looks for late or repaired lake partitions: far enough for
 # a long weekend's repairs, never the whole history (a fresh deployment does not replay it).
 WAREHOUSE_LOOKBACK_DAYS = 7
-# Every shard of a business day is due by this JST time the next day (the schedule starts at
-# 01:00); a day still missing a shard then raises an alert naming it.
-SHARDS_DUE = dt.time(6, 0)
+
+
+def shards_due(day: dt.date) -> dt.datetime | None:
+    """When every shard of `day` is due: the latest deadline of the per-shard freshness SLOs
+    (metadata/slos.yml); a day still missing a shard then raises an alert naming it."""
+    deadlines = [spec.deadline(day) for spec in slos() if spec.per == "day_shard"]
+    return max(deadlines) if deadlines else None
 
 
 def _stage_ran_after(instance: dg.DagsterInstance, day: str, storage_id: int) -> bool:
@@ -157,7 +162,7 @@ def _missing_shard_failure(day: str, missing: dict[str, set[str]]) -> Failure:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Runs the warehouse stage for a business day (of the last 7) once every shard "
     "of it is in the lake and reconciles, and again when a partition of that day is re-ingested "
-    "later; alerts when a shard is still missing at 06:00 JST the next day.",
+    "later; alerts when a shard is still missing at its deadline (metadata/slos.yml).",
 )
 def warehouse_after_ingestion_sensor(
     context: dg.SensorEvaluationContext, notifier: Notifier, warehouse: Warehouse
@@ -183,8 +188,8 @@ def warehouse_after_ingestion_sensor(
         if not latest:
             continue  # nothing of that day landed: the schedule's and freshness' business
         if missing:
-            due = dt.datetime.combine(day_date + dt.timedelta(days=1), SHARDS_DUE, now.tzinfo)
-            if now >= due:
+            due = shards_due(day_date)
+            if due is not None and now >= due:
                 failure = _missing_shard_failure(day, missing)
                 outcome = raise_alert(warehouse, notifier, failure, now.astimezone(dt.UTC))
                 context.log.warning(outcome.text)
