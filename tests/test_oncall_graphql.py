@@ -133,11 +133,16 @@ def test_launch_fail_alert_reexecute_and_the_day_follows(minato_env, tmp_path) -
         assert alert["failure_class"] == "shard-unreachable"
         assert f"lake/orders@{key}" in alert["pending"]
         assert BROKEN in alert["title"] and run_id in alert["run_url"]
-        observed = graphql(
-            port, OBSERVATIONS, {"key": {"path": ["lake", "orders"]}, "partition": key}
-        )["assetOrError"]["assetObservations"]
-        texts = [e.get("text", "") for o in observed for e in o["metadataEntries"]]
-        assert any("Runbook:" in t and BROKEN in t for t in texts), texts
+
+        def alert_texts() -> list[str]:
+            observed = graphql(
+                port, OBSERVATIONS, {"key": {"path": ["lake", "orders"]}, "partition": key}
+            )["assetOrError"]["assetObservations"]
+            texts = [e.get("text", "") for o in observed for e in o["metadataEntries"]]
+            return [t for t in texts if "Runbook:" in t and BROKEN in t]
+
+        # The sensor records the alert first, then reports the observation.
+        _wait("the alert on the partition's page", alert_texts, 60, served)
 
         # On-call repairs the shard and re-executes from failure: the partition succeeds.
         shard_file.with_suffix(".away").rename(shard_file)

@@ -89,7 +89,7 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
             metadata={
                 # The whole lake table's rows (the asset overview's "Row count"), not this run's.
                 "dagster/row_count": table_row_count(warehouse, LAKE_SCHEMA, table.name),
-                "run_batch_restarts": report.restarts,
+                "batch_restarts": report.restarts,
             },
             check_results=[reconciliation_check(report.reconciliation)],
         )
