@@ -44,6 +44,10 @@ $(BQEMULATOR)/.installed: tests/bqemulator-requirements.txt | $(UV)
 
 bqemulator: $(BQEMULATOR)/.installed
 
+# The demo's partitions start where its data starts (63 business days up to yesterday, JST), so
+# the UI shows a complete lake, not hundreds of missing days; a deployment sets its own start.
+demo dev: export MINATO_PARTITIONS_START ?= $(shell $(VENV)/bin/minato demo first-day)
+
 demo: install manifest $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/minato demo run
 

@@ -11,6 +11,7 @@ from pipelines.access_cli import access
 from pipelines.bigquery_cli import bigquery
 from pipelines.env_cli import env
 from pipelines.generate.commands import generate, metadata
+from pipelines.oncall_cli import oncall
 from pipelines.share_cli import share
 from resources import settings
 
@@ -68,6 +69,14 @@ def demo_seed(seed: int, end_date: str | None, days: int) -> None:
     config = _demo_config(seed, end_date, days)
     counts = seed_demo(config, _shard_source(), _landing_dir())
     click.echo(f"seeded {config.first_day}..{config.last_day}: {counts}")
+
+
+@demo.command("first-day")
+@_with_seed_options
+def demo_first_day(seed: int, end_date: str | None, days: int) -> None:
+    """Print the demo's first business day: `make demo` and `make dev` start the partitions
+    there (MINATO_PARTITIONS_START), so the UI shows no years of missing partitions."""
+    click.echo(_demo_config(seed, end_date, days).first_day.isoformat())
 
 
 @demo.command("run")
@@ -224,3 +233,4 @@ main.add_command(bigquery)
 main.add_command(metadata)
 main.add_command(share)
 main.add_command(env)
+main.add_command(oncall)

@@ -104,6 +104,7 @@ def build_resources() -> dict[str, Any]:
             slack_bot_token=_optional("SLACK_BOT_TOKEN"),
             slack_channel=settings.deployment(env).alert_channel,
             dagster_ui_url=os.environ.get("MINATO_DAGSTER_UI_URL", "http://localhost:3000"),
+            runbook_url=os.environ.get("MINATO_RUNBOOK_URL", "docs/runbook.md"),
         ),
         "dbt": dbt_cli(),
         "rds": RdsApi(

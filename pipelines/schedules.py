@@ -7,7 +7,8 @@ import dagster as dg
 
 from assets.constants import BUSINESS_TIMEZONE
 from assets.partitions import day_shard_key, shard_names
-from pipelines.jobs import ingest_shards_job
+from assets.run_lanes import CORE_LANE, lane_tags
+from pipelines.jobs import ingest_shards_job, slo_report_job
 from pipelines.run_sizes import run_size_tags_by_shard
 
 
@@ -29,7 +30,17 @@ def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.R
         dg.RunRequest(
             run_key=f"{day}|{shard}",
             partition_key=day_shard_key(day, shard),
-            tags={"minato/shard": shard, **sizes[shard]},
+            tags={"minato/shard": shard, **lane_tags(CORE_LANE), **sizes[shard]},
         )
         for shard in shard_names()
     ]
+
+
+slo_report_schedule = dg.ScheduleDefinition(
+    name="slo_report_schedule",
+    job=slo_report_job,
+    cron_schedule="0 9 * * *",
+    execution_timezone=BUSINESS_TIMEZONE,
+    description="09:00 JST, after the day's deadlines (metadata/slos.yml): score the SLOs and "
+    "name the shards that missed yesterday.",
+)

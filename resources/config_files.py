@@ -186,33 +186,37 @@ def entries(
         yield (list_key, index), item
 
 
-def entry_label(kind: str, item: Any, index: int) -> str:
+def entry_label(kind: str, item: Any, index: int, key: str = "name") -> str:
     """`sync 'crm_contacts'`, or `sync #2` for an entry without a usable name."""
-    name = item.get("name") if isinstance(item, Mapping) else None
+    name = item.get(key) if isinstance(item, Mapping) else None
     return f"{kind} {name!r}" if isinstance(name, str) else f"{kind} #{index + 1}"
 
 
-def named_entries(
-    path: Path | str, list_key: str, kind: str, model: type[T], error: type[Exception]
+def unique_entries(
+    document: YamlFile,
+    list_key: str,
+    model: type[T],
+    error: type[Exception],
+    kind: str,
+    key: str = "name",
 ) -> list[T]:
-    """Every item of the file's list `list_key` as a `model` with a unique `name`; a name given
-    twice is an error naming both lines."""
-    document = read_yaml(path, error)
-    items: list[T] = []
-    first_line: dict[str, int] = {}
+    """Every item of the top-level list `list_key` as a `model`; an item whose `key` repeats
+    an earlier one's is an error naming both lines."""
+    specs: list[T] = []
+    first_line: dict[Any, int] = {}
     for location, item in entries(document, list_key, error):
-        label = entry_label(kind, item, int(location[-1]))
-        parsed = validate_entry(document, model, item, location, label, error)
-        name = parsed.name  # type: ignore[attr-defined]
+        label = entry_label(kind, item, int(location[-1]), key)
+        spec = validate_entry(document, model, item, location, label, error)
+        name = getattr(spec, key)
         if name in first_line:
             raise error(
                 document.problem(
-                    (*location, "name"),
+                    (*location, key),
                     f"{kind} defined twice (first on line {first_line[name]})",
                     label,
-                    "name",
+                    key,
                 )
             )
-        first_line[name] = document.line(location)
-        items.append(parsed)
-    return items
+        first_line[name] = document.line((*location, key))
+        specs.append(spec)
+    return specs

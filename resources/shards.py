@@ -31,11 +31,9 @@ from pydantic import Field, field_validator, model_validator
 from resources import settings
 from resources.config_files import (
     StrictModel,
-    entries,
-    entry_label,
     identifier,
     read_yaml,
-    validate_entry,
+    unique_entries,
 )
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -124,23 +122,7 @@ class ShardSpec(StrictModel):
 def load_shard_specs(path: str | Path) -> list[ShardSpec]:
     """Read and validate the shards file. Needs no credential: URLs are resolved lazily."""
     document = read_yaml(path, ShardConfigError)
-    specs: list[ShardSpec] = []
-    first_line: dict[str, int] = {}
-    for location, item in entries(document, "shards", ShardConfigError):
-        label = entry_label("shard", item, int(location[-1]))
-        spec = validate_entry(document, ShardSpec, item, location, label, ShardConfigError)
-        if spec.name in first_line:
-            raise ShardConfigError(
-                document.problem(
-                    (*location, "name"),
-                    f"shard defined twice (first on line {first_line[spec.name]})",
-                    label,
-                    "name",
-                )
-            )
-        first_line[spec.name] = document.line((*location, "name"))
-        specs.append(spec)
-    return specs
+    return unique_entries(document, "shards", ShardSpec, ShardConfigError, "shard")
 
 
 # Abbreviations MySQL reports for @@system_time_zone, mapped to the zone they stand for here.

@@ -6,7 +6,6 @@ import dagster as dg
 import duckdb
 
 from assets.dbt_models.project import dbt_project
-from assets.ingestion.shard_tables import shard_table_assets
 from assets.partitions import partition_range_tags
 from pipelines import demo
 from pipelines.definitions import defs
@@ -55,18 +54,12 @@ def test_fact_orders_is_incremental_with_partition_vars() -> None:
 def test_failing_error_test_blocks_downstream(seeded_demo, minato_env, instance) -> None:
     day = seeded_demo.last_day
     first_shard, last_shard = "shard_01", "shard_04"
-    for selection, tags in (
-        (
-            dg.AssetSelection.assets(*shard_table_assets()),
-            partition_range_tags(f"{day}|{first_shard}", f"{day}|{last_shard}"),
-        ),
-        (
-            dg.AssetSelection.keys("lake/search_console_pages"),
-            partition_range_tags(str(day), str(day)),
-        ),
-        (dg.AssetSelection.keys("lake/crm_contacts"), {}),
+    for job_name, tags in (
+        ("ingest_shards", partition_range_tags(f"{day}|{first_shard}", f"{day}|{last_shard}")),
+        ("ingest_search_console", partition_range_tags(str(day), str(day))),
+        ("ingest_crm_contacts", {}),
     ):
-        assert demo._materialize(instance, selection, tags).success
+        assert demo._run_job(instance, job_name, tags).success
     # A duplicated CRM contact breaks cleansing_crm_contacts' unique test (severity error).
     with duckdb.connect(str(minato_env.duckdb_path)) as conn:
         conn.execute("INSERT INTO lake.crm_contacts SELECT * FROM lake.crm_contacts LIMIT 1")

@@ -35,3 +35,38 @@ class MinatoDbtTranslator(DagsterDbtTranslator):
             ).merge_attributes(kinds={self.warehouse_kind}, tags={"minato/layer": layer})
         memo[memo_key] = spec
         return spec
+
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> dg.AssetCheckSpec | None:
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        # Generic tests have no description of their own: say what they test, and what a
+        # failure does, in the UI's checks tab.
+        return spec._replace(description=dbt_test_description(manifest["nodes"][unique_id]))
+
+
+def dbt_test_description(node: Mapping[str, Any]) -> str:
+    test = node.get("test_metadata") or {}
+    kwargs = test.get("kwargs") or {}
+    if test:
+        what = f"dbt test {test['name']}"
+        columns = kwargs.get("column_name") or kwargs.get("combination_of_columns")
+        if columns:
+            what += f" on {', '.join(columns) if isinstance(columns, list) else columns}"
+        if "values" in kwargs:
+            what += f" (values {', '.join(map(str, kwargs['values']))})"
+    else:
+        what = f"dbt singular test {node['name']} ({node.get('original_file_path', '')})"
+    severity = str((node.get("config") or {}).get("severity", "error")).lower()
+    effect = (
+        "a failure stops the step, so nothing downstream runs on bad data"
+        if severity == "error"
+        else "a failure is reported as a warning"
+    )
+    return f"{what}; {effect}."

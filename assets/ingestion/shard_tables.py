@@ -13,9 +13,9 @@ import dagster as dg
 
 from assets.constants import LAKE_SCHEMA
 from assets.ingestion.lake_tables import SHARD_LAKE_TABLES, LakeTable
-from assets.ingestion.reconciliation import reconciliation_check, reconciliation_check_spec
+from assets.ingestion.reconciliation import Tally, reconciliation_check, reconciliation_check_spec
 from assets.ingestion.shard_load import LoadReport, load_partitions
-from assets.partitions import day_shard_partitions
+from assets.partitions import day_shard_key, day_shard_partitions
 from resources import settings
 from resources.shards import ShardSource
 from resources.warehouse import Warehouse
@@ -32,28 +32,30 @@ UNRECONCILED_METADATA = "unreconciled_partitions"
 DISCOVERY_METADATA = "discovery"
 
 
-def load_metadata(report: LoadReport) -> dict[str, Any]:
-    """What a materialization of shard-ingested lake partitions records."""
-    total = report.total()
+def partition_event_metadata(report: LoadReport) -> dict[str, dict[str, Any]]:
+    """Per (day, shard) partition key, what its own materialization event records: its counts
+    and reconciliation, never the run's totals (a run may cover many partitions)."""
     return {
-        "partitions": len(report.partitions),
-        "tables_read": total.tables_read,
-        "source_rows": total.source_rows,
-        "loaded_rows": total.loaded_rows,
-        "quarantined_rows": total.quarantined_rows,
+        str(day_shard_key(day, shard)): {
+            **partition_metadata(tally),
+            # Read by the warehouse sensor: the partition's own verdict.
+            UNRECONCILED_METADATA: dg.MetadataValue.json(
+                [] if tally.reconciled else [str(day_shard_key(day, shard))]
+            ),
+            # Client tables matched and ignored (with why), columns renamed.
+            DISCOVERY_METADATA: dg.MetadataValue.json({shard: report.discovery.get(shard, {})}),
+            "schema_drift": dg.MetadataValue.json({shard: report.drift.get(shard, {})}),
+        }
+        for (day, shard), tally in report.tallies.items()
+    }
+
+
+def table_metadata(warehouse: Warehouse, table: str, report: LoadReport) -> dict[str, Any]:
+    """What the materialization as a whole records: the whole lake table's rows (the asset
+    overview's "Row count"), not this run's."""
+    return {
+        "dagster/row_count": table_row_count(warehouse, LAKE_SCHEMA, table),
         "batch_restarts": report.restarts,
-        # Per partition, for the warehouse sensor (a run may cover many partitions).
-        UNRECONCILED_METADATA: dg.MetadataValue.json(
-            [
-                f"{day}|{shard}"
-                for (day, shard), tally in report.tallies.items()
-                if not tally.reconciled
-            ]
-        ),
-        "schema_drift": dg.MetadataValue.json(report.drift),
-        # Per shard: client tables matched and ignored (with why), columns renamed.
-        DISCOVERY_METADATA: dg.MetadataValue.json(report.discovery),
-        "dagster/row_count": total.loaded_rows,
     }
 
 
@@ -87,12 +89,41 @@ def build_shard_table_asset(table: LakeTable) -> dg.AssetsDefinition:
             context.log.warning(
                 f"lake/{table.name}: {total.quarantined_rows} row(s) quarantined in lake.quarantine"
             )
+        # Each partition's event carries its own counts and reconciliation, never the run's.
+        for key, metadata in partition_event_metadata(report).items():
+            context.add_asset_metadata(metadata, partition_key=key)
         return dg.MaterializeResult(
-            metadata=load_metadata(report),
+            metadata=table_metadata(warehouse, table.name, report),
             check_results=[reconciliation_check(report.reconciliation)],
         )
 
     return _ingest
+
+
+def partition_metadata(tally: Tally) -> dict[str, object]:
+    """One (day, shard) partition's own counts and reconciliation, readable without JSON."""
+    if tally.reconciled:
+        verdict = "ok"
+    else:
+        verdict = (
+            f"MISMATCH: the source counted {tally.source_rows} row(s), "
+            f"{tally.loaded_rows} loaded + {tally.quarantined_rows} quarantined"
+        )
+        if tally.source_key_sum != tally.received_key_sum:
+            verdict += "; key checksums differ"
+    return {
+        "dagster/partition_row_count": tally.loaded_rows,
+        "tables_read": tally.tables_read,
+        "source_rows": tally.source_rows,
+        "loaded_rows": tally.loaded_rows,
+        "quarantined_rows": tally.quarantined_rows,
+        "reconciliation": verdict,
+    }
+
+
+def table_row_count(warehouse: Warehouse, schema: str, table: str) -> int:
+    rows = warehouse.query_arrow(f"SELECT count(*) AS n FROM {warehouse.qualified(schema, table)}")
+    return int(rows["n"][0].as_py())
 
 
 @functools.cache

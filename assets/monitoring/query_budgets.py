@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, StrictInt
 
-from resources.config_files import StrictModel, named_entries
+from resources.config_files import StrictModel, read_yaml, unique_entries
 from resources.settings import REPO_ROOT
 
 BUDGETS_FILE = REPO_ROOT / "metadata" / "query_budgets.yml"
@@ -34,7 +34,9 @@ def load_budgets(path: Path | str = BUDGETS_FILE) -> dict[str, QueryBudget]:
     """Budgets by asset key; an asset named twice is an error naming both lines."""
     return {
         budget.name: budget
-        for budget in named_entries(path, "budgets", "budget", QueryBudget, QueryBudgetError)
+        for budget in unique_entries(
+            read_yaml(path, QueryBudgetError), "budgets", QueryBudget, QueryBudgetError, "budget"
+        )
     }
 
 

@@ -13,7 +13,7 @@ import dagster as dg
 from assets.constants import LAKE_SCHEMA
 from assets.ingestion.reconciliation import reconciliation_check, reconciliation_check_spec
 from assets.ingestion.shard_load import business_day_bounds, load_partitions
-from assets.ingestion.shard_tables import load_metadata
+from assets.ingestion.shard_tables import partition_event_metadata, table_metadata
 from assets.partitions import business_days, day_shard_key
 from assets.snapshot_restore.restore import latest_snapshot, restored_instance
 from assets.snapshot_restore.restored_shard import RestoredShard
@@ -66,7 +66,9 @@ def build_snapshot_asset(source: SnapshotSource) -> dg.AssetsDefinition:
                 yield dg.MaterializeResult(
                     asset_key=key,
                     metadata={
-                        **load_metadata(report),
+                        # One partition per copy: its own counts are the event's.
+                        **partition_event_metadata(report).get(partition, {}),
+                        **table_metadata(warehouse, table.name, report),
                         "snapshot": snapshot["DBSnapshotIdentifier"],
                         "snapshot_time": snapshot["SnapshotCreateTime"].isoformat(),
                         "restored_instance": instance["DBInstanceIdentifier"],

@@ -13,14 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from resources.config_files import (
-    StrictModel,
-    entries,
-    entry_label,
-    identifier,
-    read_yaml,
-    validate_entry,
-)
+from resources.config_files import StrictModel, identifier, read_yaml, unique_entries
 from resources.settings import REPO_ROOT
 
 DATASETS_FILE = REPO_ROOT / "metadata" / "datasets.yml"
@@ -42,23 +35,7 @@ class DatasetSpec(StrictModel):
 def load_datasets(path: Path | str = DATASETS_FILE) -> tuple[DatasetSpec, ...]:
     """Read and validate the catalog; a name given twice is an error naming both lines."""
     document = read_yaml(path, DatasetConfigError)
-    specs: list[DatasetSpec] = []
-    first_line: dict[str, int] = {}
-    for location, item in entries(document, "datasets", DatasetConfigError):
-        label = entry_label("dataset", item, int(location[-1]))
-        spec = validate_entry(document, DatasetSpec, item, location, label, DatasetConfigError)
-        if spec.name in first_line:
-            raise DatasetConfigError(
-                document.problem(
-                    (*location, "name"),
-                    f"dataset defined twice (first on line {first_line[spec.name]})",
-                    label,
-                    "name",
-                )
-            )
-        first_line[spec.name] = document.line(location)
-        specs.append(spec)
-    return tuple(specs)
+    return tuple(unique_entries(document, "datasets", DatasetSpec, DatasetConfigError, "dataset"))
 
 
 @cache
