@@ -66,6 +66,7 @@ clean:
 # root): see bench/README.md. Options pass through, e.g. `make bench-ingest BENCH_ARGS="--tables 2000"`.
 .PHONY: bench-ingest
 bench-ingest: | $(UV)
+	rm -f $(VENV)/.installed
 	$(UV) sync --frozen --group bench --compile-bytecode
 	$(VENV)/bin/python bench/ingest.py $(BENCH_ARGS)
 

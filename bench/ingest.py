@@ -369,7 +369,45 @@ def worker_raw(job: dict[str, Any]) -> dict[str, Any]:
     return {"elapsed_s": time.perf_counter() - t0, "rows": rows, "import_rss_mb": import_rss}
 
 
-WORKERS = {"minato": worker_minato, "dlt": worker_dlt, "raw": worker_raw}
+def worker_cli(job: dict[str, Any]) -> dict[str, Any]:
+    """`minato ingest` as an operator runs it: a fresh process, timed from its start."""
+    import duckdb
+
+    home = Path(job["data_dir"]) / "dagster_home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": job["minato_root"],
+        "DAGSTER_HOME": str(home),
+        "MINATO_DATA_DIR": job["data_dir"],
+        "MINATO_SHARDS_FILE": job["shards_file"],
+        "MINATO_WAREHOUSE": "duckdb",
+        "MINATO_DUCKDB_PATH": job["duckdb_path"],
+    }
+    day, shard = job["partition_keys"][0].split("|")
+    command = [sys.executable, "-c", "from pipelines.cli import main; main()", "ingest"]
+    command += ["--day", day, "--shard", shard, "--table", "orders"]
+    t0 = time.perf_counter()
+    done = subprocess.run(command, cwd=job["minato_root"], env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    print(done.stdout[-4000:], done.stderr[-4000:], sep="\n")
+    if done.returncode != 0:
+        raise RuntimeError(f"minato ingest exited with {done.returncode}")
+    with duckdb.connect(job["duckdb_path"], read_only=True) as conn:
+        lake_rows, lake_tables = conn.execute(
+            "SELECT count(*), count(DISTINCT _source_table) FROM lake.orders"
+        ).fetchone()
+        quarantined = conn.execute("SELECT count(*) FROM lake.quarantine").fetchone()[0]
+    return {
+        "elapsed_s": elapsed,
+        "lake_rows": lake_rows,
+        "lake_tables": lake_tables,
+        "quarantined_rows": quarantined,
+        "output": done.stdout.strip().splitlines()[:3],
+    }
+
+
+WORKERS = {"minato": worker_minato, "dlt": worker_dlt, "raw": worker_raw, "cli": worker_cli}
 # (name, URL query, .parallelize()): pymysql >= 1.1 builds a TLS context for every connection
 # unless told not to (~28 ms here; the server has TLS disabled), and dlt connects per table.
 DLT_VARIANTS = (
@@ -602,6 +640,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--drop-data", action="store_true", help="drop the benchmark databases and exit"
     )
+    parser.add_argument(
+        "--scale-tables", type=int, default=100_000, help="client tables of the scale shard"
+    )
+    parser.add_argument("--scale-rows-per-table", type=int, default=5)
+    parser.add_argument("--skip-scale", action="store_true", help="no scale-shard measurements")
+    parser.add_argument("--skip-small", action="store_true", help="no 10,000-table measurements")
     parser.add_argument("--skip-big", action="store_true", help="no big-table measurements")
     parser.add_argument("--skip-dlt", action="store_true", help="no dlt runs")
     parser.add_argument("--skip-dlt-big", action="store_true", help="no dlt on the big table")
@@ -727,55 +771,77 @@ def _orchestrate(args: argparse.Namespace, work_dir: Path) -> int:
             )
 
     # 2. Minato on the small tables, timed; then profiled.
-    print(
-        f"Minato on {spec.tables} small tables ({len(small_keys)} partitions in one run), "
-        f"best of {args.repeat}:"
-    )
-    attempts = [
-        runner.run(
-            "minato",
-            f"minato_small_{n}",
-            minato_job(f"minato_small_{n}", small_yaml, small_keys),
+    if not args.skip_small:
+        print(
+            f"Minato on {spec.tables} small tables ({len(small_keys)} partitions in one run), "
+            f"best of {args.repeat}:"
         )
-        for n in range(1, args.repeat + 1)
-    ]
-    done = [a for a in attempts if a.get("ok")]
-    results["minato_small"] = min(done, key=lambda a: a["elapsed_s"]) if done else attempts[0]
-    if done:
-        results["minato_small"]["all_elapsed_s"] = [round(a["elapsed_s"], 3) for a in attempts]
-        results["minato_small"]["peak_rss_mb"] = max(a["peak_rss_mb"] for a in attempts)
-    if not args.no_profile:
-        results["minato_small_profile"] = runner.run(
-            "minato",
-            "minato_small_profile",
-            minato_job("minato_small_profile", small_yaml, small_keys, profile=True),
-        )
+        attempts = [
+            runner.run(
+                "minato",
+                f"minato_small_{n}",
+                minato_job(f"minato_small_{n}", small_yaml, small_keys),
+            )
+            for n in range(1, args.repeat + 1)
+        ]
+        done = [a for a in attempts if a.get("ok")]
+        results["minato_small"] = min(done, key=lambda a: a["elapsed_s"]) if done else attempts[0]
+        if done:
+            results["minato_small"]["all_elapsed_s"] = [round(a["elapsed_s"], 3) for a in attempts]
+            results["minato_small"]["peak_rss_mb"] = max(a["peak_rss_mb"] for a in attempts)
+        if not args.no_profile:
+            results["minato_small_profile"] = runner.run(
+                "minato",
+                "minato_small_profile",
+                minato_job("minato_small_profile", small_yaml, small_keys, profile=True),
+            )
 
     # 3. dlt on a sample of the small tables.
     dlt_sample = min(args.dlt_tables, spec.tables)
-    if not args.skip_dlt:
+    if not args.skip_dlt and not args.skip_small:
         per_shard = data.tables_per_shard(data.DataSpec(BENCH_DAY, dlt_sample, 1, 1))
         sources = [
-            {
-                "database": db,
-                "tables": [f"orders_{c}" for c in data.client_ids(index, n)],
-            }
+            {"database": db, "tables": [f"orders_{c}" for c in data.client_ids(index, n)]}
             for index, ((_, db, _), n) in enumerate(zip(small_shards, per_shard, strict=True))
         ]
-        for variant, url_query, parallelize in DLT_VARIANTS:
-            print(f"dlt on {dlt_sample} small tables ({variant}):")
-            (work_dir / variant).mkdir()
-            results[variant] = runner.run(
-                "dlt",
-                variant,
-                {
-                    "sources": sources,
-                    "parallelize": parallelize,
-                    "url_query": url_query,
-                    "work_dir": str(work_dir / variant),
-                    "duckdb_path": str(work_dir / variant / "dlt.duckdb"),
-                },
+        run_dlt_variants(runner, work_dir, results, "", sources, dlt_sample)
+
+    # 3b. The seed's scale: one shard of --scale-tables client tables, through the asset and
+    # through `minato ingest` (process start included); dlt on a sample of it.
+    if not args.skip_scale:
+        scale_spec = data.DataSpec(BENCH_DAY, args.scale_tables, args.scale_rows_per_table, 1)
+        report.update(
+            {
+                f"data_{k}": v
+                for k, v in data.ensure_scale_data(scale_spec, recreate=args.recreate).items()
+            }
+        )
+        scale_yaml = write_shards_file(work_dir / "shards_scale.yaml", [data.SCALE_SHARD])
+        scale_keys = [f"{BENCH_DAY}|{data.SCALE_SHARD[0]}"]
+        print(f"Minato on the scale shard ({args.scale_tables:,} tables), asset:")
+        results["minato_scale"] = runner.run(
+            "minato", "minato_scale", minato_job("minato_scale", scale_yaml, scale_keys)
+        )
+        print("Minato on the scale shard, `minato ingest`:")
+        results["minato_scale_cli"] = runner.run(
+            "cli", "minato_scale_cli", minato_job("minato_scale_cli", scale_yaml, scale_keys)
+        )
+        if not args.no_profile:
+            results["minato_scale_profile"] = runner.run(
+                "minato",
+                "minato_scale_profile",
+                minato_job("minato_scale_profile", scale_yaml, scale_keys, profile=True),
             )
+        if not args.skip_dlt:
+            sample = min(args.dlt_tables, args.scale_tables)
+            first = data.SCALE_FIRST_CLIENT
+            sources = [
+                {
+                    "database": data.SCALE_SHARD[1],
+                    "tables": [f"orders_{c}" for c in range(first, first + sample)],
+                }
+            ]
+            run_dlt_variants(runner, work_dir, results, "scale_", sources, sample)
 
     # 4. The big table: Minato, then dlt.
     if not args.skip_big:
@@ -803,6 +869,34 @@ def _orchestrate(args: argparse.Namespace, work_dir: Path) -> int:
     args.result.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {args.result}")
     return 0 if all(r.get("ok") for r in results.values()) else 1
+
+
+def run_dlt_variants(
+    runner: Runner,
+    work_dir: Path,
+    results: dict[str, dict[str, Any]],
+    prefix: str,
+    sources: list[dict[str, Any]],
+    sample: int,
+) -> None:
+    """dlt's variants (DLT_VARIANTS) on `sample` tables; results under `<prefix><variant>`."""
+    for variant, url_query, parallelize in DLT_VARIANTS:
+        if prefix and not url_query:
+            continue  # the TLS probe only loses: measured on the small tables already
+        name = prefix + variant
+        print(f"dlt on {sample} tables ({name}):")
+        (work_dir / name).mkdir()
+        results[name] = runner.run(
+            "dlt",
+            name,
+            {
+                "sources": sources,
+                "parallelize": parallelize,
+                "url_query": url_query,
+                "work_dir": str(work_dir / name),
+                "duckdb_path": str(work_dir / name / "dlt.duckdb"),
+            },
+        )
 
 
 def summarize(
@@ -870,6 +964,53 @@ def summarize(
         report["minato_tables_per_s"], report["dlt_tables_per_s"]
     )
 
+    # The scale shard: the asset (timed around materialize) and `minato ingest` (timed from
+    # the process start); dlt on a sample of the same shard.
+    scale_tables = args.scale_tables
+    scale_rows = scale_tables * args.scale_rows_per_table
+    scale, cli = results.get("minato_scale"), results.get("minato_scale_cli")
+    if scale or cli:
+        report["scale_tables"] = scale_tables
+        report["scale_rows_per_table"] = args.scale_rows_per_table
+    for prefix, outcome in (("minato_scale", scale), ("minato_scale_cli", cli)):
+        put(prefix, outcome)
+        if outcome and outcome.get("ok"):
+            report[f"{prefix}_lake_tables"] = outcome["lake_tables"]
+            report[f"{prefix}_rows_match"] = (
+                outcome["lake_rows"] + outcome["quarantined_rows"] == scale_rows
+            )
+            for phase, slot in outcome.get("phases", {}).items():
+                report[f"{prefix}_phase_{phase}_s"] = round(slot["s"], 3)
+    report["minato_tables_per_s_100k"] = _round(_rate(scale_tables, scale or {}))
+    report["minato_cli_tables_per_s_100k"] = _round(_rate(scale_tables, cli or {}))
+    report["minato_peak_rss_mb_100k"] = _round(
+        max((o.get("peak_rss_mb") or 0 for o in (scale or {}, cli or {})), default=0) or None
+    )
+    scale_dlt = {
+        f"scale_{k}": results[f"scale_{k}"] for k, _, _ in DLT_VARIANTS if f"scale_{k}" in results
+    }
+    scale_sample = min(args.dlt_tables, scale_tables)
+    for name, outcome in scale_dlt.items():
+        put(name, outcome)
+        report[f"{name}_tables_per_s"] = _round(_rate(scale_sample, outcome), 1)
+    best_scale_dlt = max(
+        (k for k in scale_dlt if report.get(f"{k}_tables_per_s")),
+        key=lambda k: report[f"{k}_tables_per_s"],
+        default=None,
+    )
+    if scale_dlt:
+        report["dlt_tables_measured_100k"] = scale_sample
+        report["dlt_variant_100k"] = best_scale_dlt
+        report["dlt_tables_per_s_100k"] = (
+            report[f"{best_scale_dlt}_tables_per_s"] if best_scale_dlt else None
+        )
+        report["tables_ratio_vs_dlt_100k"] = _ratio(
+            report["minato_tables_per_s_100k"], report["dlt_tables_per_s_100k"]
+        )
+        report["cli_tables_ratio_vs_dlt_100k"] = _ratio(
+            report["minato_cli_tables_per_s_100k"], report["dlt_tables_per_s_100k"]
+        )
+
     # The big table.
     raw_rates = {}
     for key, outcome in results.items():
@@ -903,6 +1044,9 @@ def summarize(
     rss = [report.get(k) for k in ("minato_small_peak_rss_mb", "minato_big_peak_rss_mb")]
     report["minato_peak_rss_mb"] = _round(max((r for r in rss if r is not None), default=None))
 
+    report["goal_tables_per_s_100k_met"] = (
+        report["minato_cli_tables_per_s_100k"] or 0
+    ) >= GOAL_TABLES_PER_S
     report["goal_tables_per_s_met"] = (report["minato_tables_per_s"] or 0) >= GOAL_TABLES_PER_S
     report["goal_tables_ratio_met"] = (report["tables_ratio_vs_dlt"] or 0) >= GOAL_TABLES_RATIO
     report["goal_big_ratio_met"] = (report["big_ratio_vs_raw"] or 0) >= GOAL_BIG_RATIO
@@ -951,6 +1095,18 @@ def print_table(
         f"  {'tables measured':26}{spec.tables:>14,}{r['dlt_tables_measured']:>16,}"
         f"   (dlt: {r['dlt_variant'] or '—'} variant, a sample)"
     )
+    if r.get("scale_tables"):
+        print()
+        print(f"Scale shard: {r['scale_tables']:,} tables × {r['scale_rows_per_table']} rows")
+        print(
+            f"  asset {_fmt(r['minato_tables_per_s_100k'])} tables/s, `minato ingest` "
+            f"{_fmt(r['minato_cli_tables_per_s_100k'])} tables/s (process start included), "
+            f"peak RSS {_fmt(r['minato_peak_rss_mb_100k'])} MB; dlt "
+            f"{_fmt(r.get('dlt_tables_per_s_100k'))} tables/s on a sample of "
+            f"{_fmt(r.get('dlt_tables_measured_100k'))} ({r.get('dlt_variant_100k') or '—'}); "
+            f"ratio {_fmt(r.get('cli_tables_ratio_vs_dlt_100k'))}× (CLI), "
+            f"{_fmt(r.get('tables_ratio_vs_dlt_100k'))}× (asset)"
+        )
     if r.get("big_rows"):
         print()
         print(f"Big table: {spec.big_rows:,} rows")
@@ -987,7 +1143,7 @@ def print_table(
             + ", ".join(f"{k} ({v:.1f} s)" for k, v in noisy.items())
             + ": those numbers are noisy (2 cores shared)."
         )
-    for run in ("small", "big"):
+    for run in ("small", "scale", "big"):
         prefix = f"minato_{run}_phase_"
         phases = {k: v for k, v in r.items() if k.startswith(prefix) and k.endswith("_s")}
         if phases:
@@ -995,11 +1151,12 @@ def print_table(
             print(f"Minato {run} run: {r.get(f'minato_{run}_elapsed_s')} s end to end; inside it:")
             for key, value in phases.items():
                 print(f"  {key[len(prefix) : -2]:12} {value:8.3f} s")
-    profile = results.get("minato_small_profile", {}).get("profile")
-    if profile:
-        print()
-        print("cProfile of a second Minato small run (slower under the profiler):")
-        print("  " + "\n  ".join(profile))
+    for run in ("small", "scale"):
+        profile = results.get(f"minato_{run}_profile", {}).get("profile")
+        if profile:
+            print()
+            print(f"cProfile of a further Minato {run} run (slower under the profiler):")
+            print("  " + "\n  ".join(profile))
 
 
 if __name__ == "__main__":

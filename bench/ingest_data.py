@@ -41,6 +41,10 @@ SMALL_SHARDS = (
     ("shard_02", "minato_bench_shard_02", "UTC"),
 )
 BIG_SHARD = ("shard_03", BIG_DB, "Asia/Tokyo")
+# The seed's scale: one shard of ~120,000 small client tables. Named shard_01 in its own shards
+# file (partition keys must name a shard of the repository's shards.yaml).
+SCALE_SHARD = ("shard_01", "minato_bench_scale", "Asia/Tokyo")
+SCALE_FIRST_CLIENT = 1_000_001
 GENERATOR_VERSION = 1  # bump when the row expressions or the layout change
 
 FAMILY = ["佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本", "中村", "小林", "加藤"]
@@ -265,24 +269,11 @@ def ensure_data(
         else:
             started = time.perf_counter()
             _set_manifest(conn, "small", None)
-            with conn.cursor() as cursor:
-                for _, db, _ in SMALL_SHARDS:
-                    log(f"data: dropping and creating {db}")
-                    cursor.execute(f"DROP DATABASE IF EXISTS {db}")
-                    cursor.execute(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
-            creates, inserts = [], []
-            seq = f"{META_DB}.seq_1_to_{spec.rows_per_table}"
-            for index, ((_, db, tz), n) in enumerate(zip(SMALL_SHARDS, counts, strict=True)):
-                start, _ = day_window(spec.day, tz)
-                for client in client_ids(index, n):
-                    table = f"{db}.orders_{client}"
-                    creates.append(f"CREATE TABLE {table} LIKE {META_DB}.orders_template")
-                    inserts.append(f"INSERT INTO {table} {row_select(str(client), start, seq)}")
-            log(f"data: creating {len(creates)} tables over {workers} connections")
-            _run_batches(creates, workers=workers, batch=100, transactional=False)
-            created = time.perf_counter()
-            log(f"data: created in {created - started:.1f} s; inserting rows")
-            _run_batches(inserts, workers=workers, batch=200, transactional=True)
+            plan = [
+                (db, tz, client_ids(index, n))
+                for index, ((_, db, tz), n) in enumerate(zip(SMALL_SHARDS, counts, strict=True))
+            ]
+            _generate_tables(conn, plan, spec, log, workers)
             _set_manifest(conn, "small", spec.small_key())
             info["small_generate_s"] = round(time.perf_counter() - started, 1)
             log(f"data: small tables ready in {info['small_generate_s']} s")
@@ -327,13 +318,73 @@ def ensure_data(
     return info
 
 
+def _generate_tables(
+    conn: pymysql.Connection,
+    plan: Sequence[tuple[str, str, list[int]]],
+    spec: DataSpec,
+    log: Callable[[str], None],
+    workers: int,
+) -> None:
+    """(Re)create each database of `plan` with one `orders_<client>` table per client id."""
+    with conn.cursor() as cursor:
+        for db, _, _ in plan:
+            log(f"data: dropping and creating {db}")
+            cursor.execute(f"DROP DATABASE IF EXISTS {db}")
+            cursor.execute(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
+    creates, inserts = [], []
+    seq = f"{META_DB}.seq_1_to_{spec.rows_per_table}"
+    for db, tz, clients in plan:
+        start, _ = day_window(spec.day, tz)
+        for client in clients:
+            table = f"{db}.orders_{client}"
+            creates.append(f"CREATE TABLE {table} LIKE {META_DB}.orders_template")
+            inserts.append(f"INSERT INTO {table} {row_select(str(client), start, seq)}")
+    started = time.perf_counter()
+    log(f"data: creating {len(creates)} tables over {workers} connections")
+    _run_batches(creates, workers=workers, batch=100, transactional=False)
+    log(f"data: created in {time.perf_counter() - started:.1f} s; inserting rows")
+    _run_batches(inserts, workers=workers, batch=200, transactional=True)
+
+
+def ensure_scale_data(
+    spec: DataSpec,
+    *,
+    recreate: bool = False,
+    log: Callable[[str], None] = print,
+    workers: int = 4,
+) -> dict[str, float | bool]:
+    """The seed's scale: `spec.tables` client tables on one shard (`SCALE_SHARD`), generated
+    once and reused while the manifest matches (100,000 tables take minutes to create)."""
+    _, db, tz = SCALE_SHARD
+    info: dict[str, float | bool] = {}
+    conn = connect()
+    try:
+        _ensure_meta(conn)
+        ready = not recreate and _manifest(conn, "scale") == spec.small_key()
+        ready = ready and _table_count(conn, db) == spec.tables
+        info["scale_generated"] = not ready
+        if ready:
+            log(f"data: {spec.tables} scale tables already present (manifest matches)")
+            return info
+        started = time.perf_counter()
+        _set_manifest(conn, "scale", None)
+        clients = list(range(SCALE_FIRST_CLIENT, SCALE_FIRST_CLIENT + spec.tables))
+        _generate_tables(conn, [(db, tz, clients)], spec, log, workers)
+        _set_manifest(conn, "scale", spec.small_key())
+        info["scale_generate_s"] = round(time.perf_counter() - started, 1)
+        log(f"data: scale tables ready in {info['scale_generate_s']} s")
+    finally:
+        conn.close()
+    return info
+
+
 def spec_dict(spec: DataSpec) -> dict[str, object]:
     return asdict(spec)
 
 
 def drop_data() -> list[str]:
     """Remove every benchmark database; returns their names."""
-    names = [db for _, db, _ in SMALL_SHARDS] + [BIG_DB, META_DB]
+    names = [db for _, db, _ in SMALL_SHARDS] + [SCALE_SHARD[1], BIG_DB, META_DB]
     conn = connect()
     try:
         with conn.cursor() as cursor:

@@ -101,20 +101,31 @@ def manifest() -> None:
 @main.command()
 @click.option("--day", "days", multiple=True, required=True, help="Business day (YYYY-MM-DD).")
 @click.option("--shard", "shard_names", multiple=True, help="Shard(s); default all.")
-def ingest(days: tuple[str, ...], shard_names: tuple[str, ...]) -> None:
+@click.option("--table", "tables", multiple=True, help="Lake table(s), e.g. orders; default all.")
+def ingest(days: tuple[str, ...], shard_names: tuple[str, ...], tables: tuple[str, ...]) -> None:
     """Ingest the given business days x shards into the lake, one run per partition."""
     from assets.partitions import day_shard_key
     from assets.partitions import shard_names as all_shards
     from pipelines.definitions import defs
 
     job = defs.resolve_job_def("ingest_shards")
+    selection = None
+    if tables:
+        known = {key.path[-1]: key for key in job.asset_layer.executable_asset_keys}
+        unknown = sorted(set(tables) - set(known))
+        if unknown:
+            raise click.BadParameter(f"unknown {unknown}; one of {', '.join(sorted(known))}")
+        selection = [known[t] for t in tables]
     failed = []
     with dg.DagsterInstance.get() as instance:
         for day in days:
             for shard in shard_names or all_shards():
                 key = day_shard_key(day, shard)
                 result = job.execute_in_process(
-                    instance=instance, partition_key=key, raise_on_error=False
+                    instance=instance,
+                    partition_key=key,
+                    raise_on_error=False,
+                    asset_selection=selection,
                 )
                 click.echo(f"{key}: {'ok' if result.success else 'FAILED'}")
                 for line in _ingest_report(result):

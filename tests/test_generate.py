@@ -391,3 +391,59 @@ def test_tables_share_models_only_when_their_cells_are_equal() -> None:
     # Escaped, a backslash is escaped too.
     one, other = _row_texts([pa.array(["a\\u", "a\x1f"])]).to_pylist()
     assert one != other
+
+
+def test_keyword_column_names_are_quoted_through_real_dbt(tmp_path: Path) -> None:
+    """A client table with columns `order` and `select` (SQL keywords in DuckDB and BigQuery):
+    cast, renamed, kept, deduplicated and tested, the generated models build on DuckDB."""
+    metadata = tmp_path / "metadata"
+    metadata.mkdir()
+    csvs = {
+        "tables.csv": "table,source,timezone,key,description\n"
+        'picks,lake,,"order",Picks whose columns are SQL keywords.\n',
+        "columns.csv": "table,column,source_type,nullable,ordinal\n"
+        "picks,order,VARCHAR,NO,1\npicks,select,VARCHAR,YES,2\n"
+        "picks,from,VARCHAR,YES,3\npicks,_loaded_at,TIMESTAMP,NO,4\n",
+        "casting.csv": "table,column,cast,output_name,not_null,accepted_values\n"
+        "picks,order,bigint,,yes,\npicks,select,amount,,,\npicks,from,trim,where,,\n",
+        "dedupe.csv": "table,order_by\npicks,_loaded_at desc\n",
+        "masking.csv": "table,column,method,output_name\n",
+        "partitioning.csv": "table,column,granularity,cluster_by,incremental\n",
+    }
+    for name, text in csvs.items():
+        (metadata / name).write_text(text)
+    rendered = cleansing.render(metadata)
+    sql = next(text for path, text in rendered.items() if path.endswith("cleansing_picks.sql"))
+    assert "cast({{ adapter.quote('order') }} as {{ dbt.type_bigint() }})" in sql
+    assert "{{ parse_amount(adapter.quote('select')) }} as {{ adapter.quote('select') }}" in sql
+    assert "trim({{ adapter.quote('from') }}) as {{ adapter.quote('where') }}" in sql
+
+    project = tmp_path / "dbt"
+    project_with(project, rendered)
+    (project / "models" / "lake.yml").write_text(
+        "version: 2\nsources:\n  - name: lake\n    schema: lake\n    tables: [{name: picks}]\n"
+    )
+    database = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute(
+            "create schema lake; create table lake.picks as select * from (values "
+            "('1', '1,200', ' a ', timestamptz '2026-01-06 00:00:00+00'), "
+            "('1', '1,300', ' b ', timestamptz '2026-01-06 01:00:00+00'), "
+            "('2', '500', null, timestamptz '2026-01-06 01:00:00+00')"
+            ') t("order", "select", "from", _loaded_at)'
+        )
+    dbt = [str(Path(sys.executable).with_name("dbt")), "build", "--project-dir", str(project)]
+    result = subprocess.run(
+        [*dbt, "--profiles-dir", str(project)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MINATO_WAREHOUSE": "duckdb", "MINATO_DUCKDB_PATH": str(database)},
+        cwd=project,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    with duckdb.connect(str(database), read_only=True) as conn:
+        rows = conn.execute(
+            'select "order", "select", "where" from cleansing.cleansing_picks order by 1'
+        ).fetchall()
+    assert rows == [(1, 1300, "b"), (2, 500, None)]  # the last loaded copy of order 1

@@ -644,7 +644,7 @@ class Expected:
         return f"{self.outcome}: {wanted}"
 
 
-def expected_lake_text(sql_type: SqlType, value: object, *, mixed_with_decimal: bool) -> Expected:
+def expected_lake_text(sql_type: SqlType, value: object) -> Expected:
     """The lake's text for a value as MariaDB stores it (`value`: read back by pymysql).
 
     The README says: all columns are text, "other columns are rendered as text by the server",
@@ -657,11 +657,8 @@ def expected_lake_text(sql_type: SqlType, value: object, *, mixed_with_decimal: 
     kind = sql_type.kind
     if kind == "integer":
         text = str(value)
-        if INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
-            return Expected(LOAD, (text,))
-        # ASSUMED: a column that is DECIMAL(20,0) in another client table is checked as a
-        # decimal (the lake column holds both), so a BIGINT UNSIGNED beyond INT64 may load.
-        return Expected(EITHER if mixed_with_decimal else QUARANTINE, (text,))
+        # README: a BIGINT UNSIGNED beyond INT64 is loaded exactly, as decimal digits.
+        return Expected(LOAD, (text,))
     if kind == "decimal":
         # The exact number, whatever the precision (README: "A decimal of any precision is a
         # value, loaded exactly"): DECIMAL(65,30) 1.5 may read `1.500000000000000000000000000000`.
@@ -674,11 +671,9 @@ def expected_lake_text(sql_type: SqlType, value: object, *, mixed_with_decimal: 
     if kind == "double":
         return Expected(LOAD, compare="float64", value=value)  # MariaDB prints DOUBLE exactly
     if kind == "bit":
-        # Brief: BIT as its unsigned integer value in decimal text (the server's CAST gives
-        # raw bytes: BIT(1) 1 is "\x01"). ASSUMED: BIT(64) beyond INT64 may load or be
-        # quarantined like a BIGINT UNSIGNED; the README says nothing of BIT.
-        text = str(value)
-        return Expected(LOAD if value <= INT64_MAX else EITHER, (text,))  # type: ignore[operator]
+        # README: BIT as its unsigned integer value in decimal text (the server's CAST gives
+        # raw bytes: BIT(1) 1 is "\x01"), up to 2^64 - 1 for BIT(64).
+        return Expected(LOAD, (str(value),))
     if kind == "datetime":
         if not isinstance(value, dt.datetime):  # the zero date, zero month or day
             return Expected(QUARANTINE)
@@ -946,19 +941,9 @@ def _check(
                 )
             mapping[(table.name, column.name)] = name
 
-    decimal_columns = {
-        lake_name(c.name)
-        for t in scenario.tables
-        for c in t.columns
-        if c.sql_type.kind == "decimal"
-    }
     for row in source:
         row.expected = {
-            column.name: expected_lake_text(
-                column.sql_type,
-                row.values[column.name],
-                mixed_with_decimal=lake_name(column.name) in decimal_columns,
-            )
+            column.name: expected_lake_text(column.sql_type, row.values[column.name])
             for column in row.table.columns
         }
 

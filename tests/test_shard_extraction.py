@@ -79,19 +79,22 @@ def test_union_query_text() -> None:
         "CAST(`order_id` AS CHAR(100)) AS `order_id`, `payload` AS `payload`, "
         "CAST(`updated_at` AS CHAR(100)) AS `updated_at`"
     )
-    summary = "CAST(COUNT(*) AS CHAR), CAST(COALESCE(SUM(`order_id`), 0) AS CHAR)"
-    assert sql.split("\nUNION ALL\n") == [
-        # The rows...
-        f"SELECT '1' AS _client_id, 'orders_1' AS _source_table, {columns}, "
-        f"NULL AS _source_rows, NULL AS _source_key_sum FROM `orders_1` WHERE {window}",
-        # ...and the server's own count and key sum of the same rows, in the same statement.
-        f"SELECT '1' AS _client_id, 'orders_1' AS _source_table, NULL, NULL, NULL, {summary} "
-        f"FROM `orders_1` WHERE {window}",
-        f"SELECT '2' AS _client_id, 'orders_2' AS _source_table, {columns}, "
-        f"NULL AS _source_rows, NULL AS _source_key_sum FROM `orders_2` WHERE {window}",
-        f"SELECT '2' AS _client_id, 'orders_2' AS _source_table, NULL, NULL, NULL, {summary} "
-        f"FROM `orders_2` WHERE {window}",
+    # Each table once: its rows, with the raw key the server sums for the checksum...
+    rows = [
+        f"SELECT '{n}' AS _client_id, 'orders_{n}' AS _source_table, {columns}, "
+        f"`order_id` AS _source_key_0 FROM `orders_{n}` WHERE {window}"
+        for n in (1, 2)
     ]
+    # ...and the server's own count and key sum of the whole batch on every row, in the same
+    # statement and scan; a marker row of NULLs ends the batch, so the summary always arrives.
+    assert sql == (
+        "SELECT u.`_client_id`, u.`_source_table`, u.`order_id`, u.`payload`, u.`updated_at`, "
+        "CAST(COUNT(u._source_table) OVER () AS CHAR) AS _source_rows, "
+        "CAST(COALESCE(SUM(u._source_key_0) OVER (), 0) AS CHAR) AS _source_key_sum\n"
+        "FROM (\n"
+        + "\nUNION ALL\n".join([*rows, "SELECT NULL, NULL, NULL, NULL, NULL, NULL"])
+        + "\n) AS u"
+    )
 
 
 def test_first_partition_reads_all_history_and_rows_without_change_time() -> None:
@@ -100,7 +103,7 @@ def test_first_partition_reads_all_history_and_rows_without_change_time() -> Non
     sql = union_query(tables, read)
     assert """WHERE ("updated_at" < '2025-01-02 00:00:00' OR "updated_at" IS NULL)""" in sql
     # A text key is summed as CRC32s (the same function is computed on the client).
-    assert 'COALESCE(SUM(crc32("order_id")), 0)' in sql
+    assert 'crc32("order_id") AS _source_key_0' in sql
 
 
 def test_batches_group_same_layouts_and_bound_their_size() -> None:
@@ -116,7 +119,9 @@ def test_batches_group_same_layouts_and_bound_their_size() -> None:
         ["orders_7"],
     ]
     # No primary key declared: duplicates are possible, so rows come sorted to expose them.
-    assert all(b.ordered and b.sql.endswith("ORDER BY _source_table, `a`, `a` DESC") for b in plan)
+    assert all(
+        b.ordered and b.sql.endswith("ORDER BY u._source_table, u.`a`, u.`a` DESC") for b in plan
+    )
     keyed = [PhysicalTable("orders", "9", "orders_9", (("a", "int"),), ("a",))]
     (batch,) = plan_batches(keyed, read)
     assert not batch.ordered and "ORDER BY" not in batch.sql
@@ -330,7 +335,7 @@ def test_rows_lost_in_transit_fail_the_blocking_check(
     def lossy_stream(*args):
         for data in real_stream(*args):
             # A driver that silently drops the first data row of every chunk.
-            first = pc.index(pc.is_null(data["_source_rows"]), True).as_py()
+            first = pc.index(pc.is_valid(data["_source_table"]), True).as_py()
             if first >= 0:
                 data = pa.concat_tables([data.slice(0, first), data.slice(first + 1)])
             yield data

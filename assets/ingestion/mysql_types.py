@@ -81,7 +81,8 @@ _UNIONABLE_FAMILIES = {frozenset({"integer", "number"}), frozenset({"text", "tem
 
 
 def _base(declared: str) -> str:
-    return declared.split("(")[0].strip()
+    # `bigint unsigned`: the catalog marks unsigned integers (shard_catalog._MYSQL_CATALOG).
+    return declared.split("(")[0].strip().removesuffix(" unsigned")
 
 
 def type_family(declared: str) -> str:
@@ -98,10 +99,15 @@ def unionable(declared: str, other: str) -> bool:
 
 
 def row_check(declared: str) -> str | None:
-    """The check a column's text must pass at ingestion (`integer`, `decimal`, `datetime`,
-    `date`), or None for a type whose text is loaded as it is."""
+    """The check a column's text must pass at ingestion (`integer`, `unsigned`, `decimal`,
+    `datetime`, `date`), or None for a type whose text is loaded as it is."""
     known = _TYPES.get(_base(declared))
-    return known.check if known else None
+    if known is None:
+        return None
+    # Unsigned integers and BIT(n) reach 2^64 - 1, beyond INT64: checked as unsigned.
+    if known.check == "integer" and (_base(declared) == "bit" or "unsigned" in declared):
+        return "unsigned"
+    return known.check
 
 
 def rendering(declared: str) -> str | None:

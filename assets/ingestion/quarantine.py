@@ -44,6 +44,7 @@ _VALID = {
     "date": rf"^{_DATE}$",
 }
 _INT64_MAX, _INT64_MIN = "9223372036854775807", "-9223372036854775808"
+_UINT64_MAX = "18446744073709551615"
 # Decimal text as MySQL renders it: DECIMAL(65, 30) pads every value to 30 fraction digits.
 _DECIMAL = r"^-?\d+(?:\.\d+)?$"
 
@@ -81,6 +82,17 @@ def _problems(column: pa.ChunkedArray, kind: str) -> list[Problem]:
             (_present_and(column, pc.invert(numeric)), "not an integer"),
             (_present_and(column, pc.and_(numeric, pc.invert(in_range))), "out of range for INT64"),
         ]
+    if kind == "unsigned":
+        # BIGINT UNSIGNED and BIT(64) reach 2^64 - 1: loaded exactly as decimal digits, like a
+        # decimal beyond NUMERIC (downstream, BigQuery needs NUMERIC or BIGNUMERIC for them).
+        in_range = pc.or_(
+            pc.match_substring_regex(column, r"^\d{1,19}$"),
+            pc.and_(
+                pc.match_substring_regex(column, r"^\d{20}$"),
+                pc.less_equal(column, _UINT64_MAX),
+            ),
+        )
+        return [(_present_and(column, pc.invert(in_range)), "not an unsigned 64-bit integer")]
     if kind == "decimal":
         # Any precision is kept exactly as text: a value beyond BigQuery's NUMERIC (29 integer,
         # 9 fraction digits) is still a value, for BIGNUMERIC or an exact string downstream.

@@ -40,6 +40,8 @@ class SchemaDriftError(ValueError):
 
 # Columns the lake and the reading statement add themselves; a source column may not take them.
 RESERVED_LAKE_COLUMNS = frozenset({*ORIGIN_SCHEMA.names, "_source_rows", "_source_key_sum"})
+# The reading statement's raw key columns (`_source_key_0`, ...), summed for the checksum.
+KEY_COLUMN_PREFIX = "_source_key_"
 
 
 def lake_column_name(source: str) -> str:
@@ -49,7 +51,7 @@ def lake_column_name(source: str) -> str:
     )
     if not name or name[0].isdigit():
         name = "c_" + name
-    if name in RESERVED_LAKE_COLUMNS:
+    if name in RESERVED_LAKE_COLUMNS or name.startswith(KEY_COLUMN_PREFIX):
         name = "src" + name
     return name
 
@@ -116,8 +118,12 @@ class Discovery:
 _LISTED = 50
 
 
+# `data_type` plus the one attribute it drops that the row checks need: unsigned integers reach
+# 2^64 - 1 (the full `column_type` would report every precision change as drift).
 _MYSQL_CATALOG = (
-    "SELECT table_name, column_name, data_type, column_key = 'PRI' "
+    "SELECT table_name, column_name, "
+    "CONCAT(data_type, IF(column_type LIKE '%unsigned%', ' unsigned', '')), "
+    "column_key = 'PRI' "
     "FROM information_schema.columns "
     "WHERE table_schema = DATABASE() ORDER BY table_name, ordinal_position"
 )

@@ -68,32 +68,21 @@ def _read_batch(
     for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
         produced = False
         try:
-            source_rows = source_key_sum = summaries = 0
+            summary: tuple[int, int] | None = None
             for raw in _stream(shard, batch.sql, chunk_rows, timezone, year):
-                data = raw
-                if raw[SOURCE_ROWS].null_count < raw.num_rows:  # the chunk holds summary rows
-                    is_summary = pc.is_valid(raw[SOURCE_ROWS])
-                    summary = raw.filter(is_summary)
-                    summaries += summary.num_rows
-                    for rows, key_sum in zip(
-                        summary[SOURCE_ROWS].to_pylist(),
-                        summary[SOURCE_KEY_SUM].to_pylist(),
-                        strict=True,
-                    ):
-                        source_rows += int(rows)
-                        # SUM of integers renders without a fraction (DECIMAL(n,0) on MySQL).
-                        source_key_sum += int(key_sum or 0)
-                    data = raw.filter(pc.invert(is_summary))
-                data = data.drop_columns([SOURCE_ROWS, SOURCE_KEY_SUM])
-                if data.num_rows:
-                    produced = True
-                    yield Chunk(batch, normalize(data, batch.tables))
-            if summaries != len(batch.tables):
-                raise ShardReadError(
-                    f"expected a summary row from each of {len(batch.tables)} tables, "
-                    f"got {summaries}: the result was cut short"
-                )
-            yield BatchDone(batch, source_rows, source_key_sum % CHECKSUM_MODULUS)
+                if not raw.num_rows:
+                    continue
+                summary = _batch_summary(raw, summary)
+                data = raw.drop_columns([SOURCE_ROWS, SOURCE_KEY_SUM])
+                if data["_source_table"].null_count:  # the batch's marker row
+                    data = data.filter(pc.is_valid(data["_source_table"]))
+                if not data.num_rows:
+                    continue
+                produced = True
+                yield Chunk(batch, normalize(data, batch.tables))
+            if summary is None:
+                raise ShardReadError("no row and no summary arrived: the result was cut short")
+            yield BatchDone(batch, summary[0], summary[1] % CHECKSUM_MODULUS)
             return
         except BaseException as exc:  # connectorx panics are BaseExceptions
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
@@ -108,6 +97,16 @@ def _read_batch(
             if produced:
                 yield BatchRestart(batch, attempt, str(exc))
             time.sleep(delay)
+
+
+def _batch_summary(raw: pa.Table, seen: tuple[int, int] | None) -> tuple[int, int]:
+    """The server's (count, key sum) of the batch, which every row carries alike."""
+    counts, sums = pc.unique(raw[SOURCE_ROWS]), pc.unique(raw[SOURCE_KEY_SUM])
+    # SUM of integers renders without a fraction (DECIMAL(n,0) on MySQL).
+    summary = (int(counts[0].as_py()), int(sums[0].as_py()))
+    if len(counts) != 1 or len(sums) != 1 or seen not in (None, summary):
+        raise ShardReadError(f"the batch's summary changed while it was read: {seen}, {summary}")
+    return summary
 
 
 _DONE = object()

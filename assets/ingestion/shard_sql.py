@@ -5,10 +5,13 @@ source's text; types are decided in `cleansing`), except binary columns, which a
 so that invalid UTF-8 can be quarantined instead of silently replaced, and MySQL text, which is
 read as stored.
 
-Each table also contributes one summary row, computed by the server in the same statement: its
-own `COUNT(*)` and a key checksum of the rows in the window. Reconciliation compares them with
-what was loaded, so a driver or network that loses rows cannot go unnoticed, and a summary row
-is produced even for a table with no rows in the window.
+Every row also carries the server's own count and key checksum of the whole batch, computed in
+the same statement and the same scan (`COUNT(*) OVER ()`, `SUM(key) OVER ()` over the union):
+reconciliation compares them with what was loaded, so a driver or network that loses or doubles
+rows cannot go unnoticed. Each table is referenced once, so the server opens it once (a summary
+row per table from a second reference opened every table twice, see bench/README.md). One
+marker row (NULL but the summary) ends every batch, so a result cut short is never mistaken for
+an empty window.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from assets.ingestion.mysql_types import read_as_text, rendering, type_family
-from assets.ingestion.shard_catalog import PhysicalTable, SchemaDriftError
+from assets.ingestion.shard_catalog import KEY_COLUMN_PREFIX, PhysicalTable, SchemaDriftError
 from resources.identifiers import validate_identifier
 
-# Columns of the summary rows; NULL on the data rows.
+# The batch's count and key checksum as the server computed them, on every row (summed from
+# raw key columns KEY_COLUMN_PREFIX + i, which never leave the server).
 SOURCE_ROWS = "_source_rows"
 SOURCE_KEY_SUM = "_source_key_sum"
 
@@ -76,24 +80,21 @@ def _window(dialect: _Dialect, table: PhysicalTable, read: ReadWindow) -> str:
     return f"{column} >= '{low}' AND {upper}"
 
 
-def _key_sum_expression(dialect: _Dialect, table: PhysicalTable, read: ReadWindow) -> str:
-    """The server side of the key checksum: see `checksums.key_checksum` for the client side.
-
-    A key column the table lacks is NULL in every row, and NULLs add nothing on either side.
-    """
+def _key_terms(dialect: _Dialect, table: PhysicalTable, read: ReadWindow) -> list[str]:
+    """Per key column, what the server sums for the key checksum (see `checksums.key_checksum`
+    for the client side): the value (integer keys) or its CRC32. A key column the table lacks
+    is NULL in every row, and NULLs add nothing on either side."""
     terms = []
-    for column, integer in zip(read.key_columns, read.integer_keys, strict=True):
+    for i, (column, integer) in enumerate(zip(read.key_columns, read.integer_keys, strict=True)):
         source = table.source_name(column)
         if source is None:
-            continue
-        quoted = dialect.quote(source)
-        if integer:
-            terms.append(f"COALESCE(SUM({quoted}), 0)")
-        elif dialect.name == "mysql":
-            terms.append(f"COALESCE(SUM(CRC32({quoted})), 0)")
+            term = "NULL"
+        elif integer:
+            term = dialect.quote(source)
         else:
-            terms.append(f"COALESCE(SUM(crc32({quoted})), 0)")
-    return " + ".join(terms) or "0"
+            term = f"{'CRC32' if dialect.name == 'mysql' else 'crc32'}({dialect.quote(source)})"
+        terms.append(f"{term} AS {KEY_COLUMN_PREFIX}{i}")
+    return terms
 
 
 # MariaDB sizes a `CAST(x AS CHAR)` from x's type and cuts longer text to that size once the
@@ -128,32 +129,39 @@ def _select_list(dialect: _Dialect, table: PhysicalTable) -> str:
 
 
 def union_query(tables: Sequence[PhysicalTable], read: ReadWindow, *, ordered: bool = False) -> str:
-    """Rows of same-layout tables in the window, plus one summary row per table."""
+    """Rows of same-layout tables in the window, each with the batch's count and key sum."""
     dialect = _DIALECTS[read.dialect]
     # One layout per batch: the same columns under the same source names in every table.
     window = _window(dialect, tables[0], read)
-    key_sum = _key_sum_expression(dialect, tables[0], read)
-    no_values = ", ".join("NULL" for _ in tables[0].columns)
-    columns = _select_list(dialect, tables[0])
-    text = dialect.text_type
+    columns = ", ".join([_select_list(dialect, tables[0]), *_key_terms(dialect, tables[0], read)])
     parts = []
     for table in tables:
         if (table.columns, table.sources) != (tables[0].columns, tables[0].sources):
             raise ValueError(f"{table.name} does not have the layout of {tables[0].name}")
         name = dialect.quote(table.name)
         origin = f"'{int(table.client_id)}' AS _client_id, '{table.name}' AS _source_table"
-        parts.append(
-            f"SELECT {origin}, {columns}, NULL AS {SOURCE_ROWS}, "
-            f"NULL AS {SOURCE_KEY_SUM} FROM {name} WHERE {window}"
-        )
-        parts.append(
-            f"SELECT {origin}, {no_values}, CAST(COUNT(*) AS {text}), CAST({key_sum} AS {text}) "
-            f"FROM {name} WHERE {window}"
-        )
-    sql = "\nUNION ALL\n".join(parts)
+        parts.append(f"SELECT {origin}, {columns} FROM {name} WHERE {window}")
+    # The marker: one row of NULLs (no table opened), so the summary arrives even when no table
+    # has a row in the window; last, so the tables' SELECTs name and type the columns.
+    width = 2 + len(tables[0].columns) + len(read.key_columns)
+    parts.append("SELECT " + ", ".join(["NULL"] * width))
+    union = "\nUNION ALL\n".join(parts)
+    text = dialect.text_type
+    key_sum = " + ".join(
+        f"COALESCE(SUM(u.{KEY_COLUMN_PREFIX}{i}) OVER (), 0)" for i in range(len(read.key_columns))
+    )
+    # The raw keys stay on the server: only their sums leave it, as text (a BIGINT UNSIGNED is
+    # a DECIMAL in a UNION, which the driver cannot always decode).
+    names = ["_client_id", "_source_table", *(name for name, _ in tables[0].columns)]
+    outer = ", ".join(f"u.{dialect.quote(name)}" for name in names)
+    sql = (
+        f"SELECT {outer}, CAST(COUNT(u._source_table) OVER () AS {text}) AS {SOURCE_ROWS}, "
+        f"CAST({key_sum or '0'} AS {text}) AS {SOURCE_KEY_SUM}\n"
+        f"FROM (\n{union}\n) AS u"
+    )
     if ordered:
         # The union's output columns carry the lake names.
-        keys = ", ".join(dialect.quote(validate_identifier(k)) for k in read.key_columns)
-        change = dialect.quote(validate_identifier(read.change_column))
-        sql += f"\nORDER BY _source_table, {keys}, {change} DESC"
+        keys = ", ".join("u." + dialect.quote(validate_identifier(k)) for k in read.key_columns)
+        change = "u." + dialect.quote(validate_identifier(read.change_column))
+        sql += f"\nORDER BY u._source_table, {keys}, {change} DESC"
     return sql

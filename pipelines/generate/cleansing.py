@@ -34,6 +34,7 @@ import yaml
 from assets.gc_pause import collector_paused
 from pipelines.generate.csvfiles import CsvFile, Problems, Record, read_csv
 from pipelines.generate.render import TEMPLATES, header, one_line, template, yaml_text
+from pipelines.generate.sql_names import column_argument, column_sql, is_keyword
 from resources.identifiers import IDENTIFIER_PATTERN
 
 COMMAND = "cleansing"
@@ -60,6 +61,7 @@ class Column:
         "expression",
         "name",
         "pii",
+        "quoted",
         "sql",
         "tests",
         "yml",
@@ -76,7 +78,9 @@ class Column:
     ) -> None:
         self.name, self.expression, self.description = name, expression, description
         self.pii, self.tests, self.accepted_values = pii, tests, accepted_values
-        self.sql = name if expression == name else f"{expression} as {name}"
+        self.quoted = is_keyword(name)  # dbt's tests then quote it too (`quote: true`)
+        reference = column_sql(name)
+        self.sql = reference if expression == reference else f"{expression} as {reference}"
         self.yml = template("cleansing_column.yml.j2").render(column=self)
 
 
@@ -100,7 +104,7 @@ class Model:
     secret: bool
     columns: list[Column]
     key: list[str]  # output names
-    dedupe_partition: list[str]  # lake columns
+    dedupe_partition: list[str]  # lake columns, as SQL refers to them
     dedupe_order: str
     partition: dict | None
 
@@ -446,7 +450,12 @@ def _typed(
 ) -> tuple[str, str, str]:
     """(expression, output name, doc) of a lake column cast to `kind` (templates/casts.yml)."""
     definition = casts()[kind]
-    expression = definition["sql"].replace("<column>", column).replace("<zone>", zone_sql)
+    expression = (
+        definition["sql"]
+        .replace("'<column>'", column_argument(column))
+        .replace("<column>", column_sql(column))
+        .replace("<zone>", zone_sql)
+    )
     doc = definition["doc"].replace("<zone_doc>", zone_doc)
     name = output_name or column
     if name != column:
@@ -565,7 +574,7 @@ def _table_models(
             False,
             cleansing,
             key,
-            key_sources if dedupe else [],
+            [column_sql(c) for c in key_sources] if dedupe else [],
             dedupe_order,
             partition,
         )
@@ -585,7 +594,7 @@ def _table_models(
                 True,
                 secret,
                 key,
-                key_sources if dedupe else [],
+                [column_sql(c) for c in key_sources] if dedupe else [],
                 dedupe_order,
                 partition,
             )
@@ -629,7 +638,7 @@ def _order_by(record: Record, columns: dict[str, _Source], problems: Problems) -
         if words[0] not in columns:
             problems.add(record.where("order_by"), f"unknown column {words[0]!r} in order_by")
             continue
-        terms.append(" ".join([words[0], *(w.lower() for w in words[1:])]))
+        terms.append(" ".join([column_sql(words[0]), *(w.lower() for w in words[1:])]))
     return ", ".join(terms)
 
 
@@ -643,6 +652,13 @@ def _partition(
     column = record["column"]
     if column not in columns:
         problems.add(record.where("column"), f"unknown column {column!r} of table {table!r}")
+        return None
+    if is_keyword(column):
+        # Its filter is passed to a macro as text, where dbt cannot quote a name.
+        problems.add(
+            record.where("column"),
+            f"partition column {column!r} is an SQL keyword, which a partition filter cannot quote",
+        )
         return None
     source = columns[column]
     kind = source.cast["cast"] if source.cast else "keep"
