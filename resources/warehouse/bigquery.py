@@ -17,7 +17,12 @@ from resources.identifiers import validate_identifier
 from resources.settings import maximum_bytes_billed, minato_env
 from resources.warehouse.base import PartitionSink, PartitionTarget, Warehouse
 from resources.warehouse.bigquery_labels import job_labels, record_job
-from resources.warehouse.bigquery_layout import ensure_datasets, table_layout
+from resources.warehouse.bigquery_layout import (
+    ensure_datasets,
+    physical_targets,
+    physical_view_query,
+    table_layout,
+)
 from resources.warehouse.datasets import datasets
 from resources.warehouse.spool import ParquetSpool
 from resources.warehouse.sql import partition_predicate, quoted
@@ -106,7 +111,13 @@ class BigQueryWarehouse(Warehouse):
         )
         _DATASETS_ENSURED.add((self.project, self.dataset_prefix))
         for target, schema in tables:
-            self._prepare_target(client, target, schema)
+            # A table split per shard gets its physical tables and view on a shard's first
+            # write: which shards exist is the write's to say.
+            for physical in physical_targets(
+                target, table_layout(schema, target.partition_columns)
+            ):
+                if physical == target:
+                    self._prepare_target(client, target, schema)
         return ids
 
     def _ensure_datasets(self, client: Any) -> None:
@@ -189,22 +200,49 @@ class BigQueryWarehouse(Warehouse):
                 )
                 staging_tables.append(staging.strip("`"))
                 self._load_staging(client, path, staging.strip("`"), schema)
-                # DDL may not run inside a BigQuery transaction: targets are ready before it.
-                self._prepare_target(client, target, schema)
-                target_name = self.qualified(target.schema, target.table)
                 columns = ", ".join(quoted(c, "`") for c in schema.names)
-                predicate = partition_predicate(
-                    target.partition_columns, target.partitions, dialect=self.kind
-                )
-                statements.append(f"DELETE FROM {target_name} WHERE {predicate};")
-                statements.append(
-                    f"INSERT INTO {target_name} ({columns}) SELECT {columns} FROM {staging};"
-                )
+                physical = physical_targets(target, table_layout(schema, target.partition_columns))
+                for piece in physical:
+                    # DDL may not run inside a BigQuery transaction: targets are ready before it.
+                    self._prepare_target(client, piece, schema)
+                    predicate = partition_predicate(
+                        piece.partition_columns, piece.partitions, dialect=self.kind
+                    )
+                    name = self.qualified(piece.schema, piece.table)
+                    # A physical table of a split target takes only its own partitions' rows.
+                    rows = "" if piece == target else f" WHERE {predicate}"
+                    statements.append(f"DELETE FROM {name} WHERE {predicate};")
+                    statements.append(
+                        f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {staging}{rows};"
+                    )
+                if physical != [target]:
+                    self._ensure_view(client, target)
             script = "\n".join(["BEGIN TRANSACTION;", *statements, "COMMIT TRANSACTION;"])
             self._run(client, script)
         finally:
             for staging in staging_tables:
                 client.delete_table(staging, not_found_ok=True)
+
+    def _ensure_view(self, client: Any, target: PartitionTarget) -> None:
+        """The view that reads a split target's physical tables under the target's name."""
+        from google.api_core.exceptions import NotFound
+        from google.cloud import bigquery
+
+        view_id = self._table_id(target.schema, target.table)
+        try:
+            existing = client.get_table(view_id)
+        except NotFound:
+            view = bigquery.Table(view_id)
+            view.view_query = physical_view_query(view_id)
+            client.create_table(view, exists_ok=True)  # a parallel writer may be first
+            return
+        if existing.table_type == "TABLE":
+            # Written before tables were split per shard: its rows would hide behind nothing.
+            raise RuntimeError(
+                f"{view_id} is a table; Minato now writes {view_id}__<shard> tables read through "
+                f"a view of that name. Copy its rows into the per-shard tables, then drop it "
+                '(README, "Going to production on BigQuery").'
+            )
 
 
 def _bigquery_schema(schema: pa.Schema) -> list[Any]:
