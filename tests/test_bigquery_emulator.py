@@ -70,11 +70,21 @@ def test_setup_creates_the_catalog_and_the_lake_tables_idempotently(
             "minato_env": "staging",
         }
         assert f"dataset {dataset.project}.setup_{spec.name}: ready" in first.output
+    lake = f"{bigquery_emulator.project}.setup_lake"
     for name in ("orders", "order_items", "products"):
-        table = client.get_table(f"{bigquery_emulator.project}.setup_lake.{name}")
-        assert table.time_partitioning.field == "_business_day"
-        assert table.time_partitioning.type_ == "DAY"
-        assert table.clustering_fields == ["_shard", "_client_id"]
+        # One table per shard of shards.yaml, read through a view of the lake table's name.
+        for shard in shard_names():
+            table = client.get_table(f"{lake}.{name}__{shard}")
+            assert table.time_partitioning.field == "_business_day"
+            assert table.time_partitioning.type_ == "DAY"
+            assert table.clustering_fields == ["_shard", "_client_id"]
+        view = client.get_table(f"{lake}.{name}")
+        assert view.table_type == "VIEW"
+        # (The emulator does not return a view's query: read through it instead.)
+        assert list(client.query(f"SELECT count(*) FROM `{lake}.{name}`").result())[0][0] == 0
+        assert f"view `{lake}.{name}` over {len(shard_names())} shard table(s): ready" in (
+            first.output
+        )
 
 
 def test_setup_refuses_to_run_without_a_project(monkeypatch: pytest.MonkeyPatch) -> None:

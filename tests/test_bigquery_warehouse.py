@@ -353,7 +353,7 @@ def test_a_table_left_from_before_the_split_is_refused_before_anything_is_writte
     read by nobody, so the write stops with what to do, before the transaction."""
     fake_client.tables[f"{PROJECT}.prod_lake.orders"] = ORDERS.column_names
 
-    with pytest.raises(RuntimeError, match="prod_lake.orders is a table; Minato now writes"):
+    with pytest.raises(RuntimeError, match=r"prod_lake\.orders is a table; Minato now writes"):
         warehouse().replace_partitions_atomically(WRITES[:1])
 
     assert fake_client.queries == []

@@ -104,20 +104,20 @@ class BigQueryWarehouse(Warehouse):
 
     def setup(self, tables: Sequence[tuple[PartitionTarget, pa.Schema]]) -> list[str]:
         """Create every dataset of the catalog and the given tables (partitioned, clustered),
-        skipping what exists: `minato bigquery setup`. Returns the datasets' ids."""
+        skipping what exists: `minato bigquery setup`. A table split per shard gets the
+        physical tables its targets' partitions name (the day may be None: any day) and its
+        view. Returns the datasets' ids."""
         client = self._client()
         ids = ensure_datasets(
             client, self.project, self._prefix(), self.location, datasets(), minato_env()
         )
         _DATASETS_ENSURED.add((self.project, self.dataset_prefix))
         for target, schema in tables:
-            # A table split per shard gets its physical tables and view on a shard's first
-            # write: which shards exist is the write's to say.
-            for physical in physical_targets(
-                target, table_layout(schema, target.partition_columns)
-            ):
-                if physical == target:
-                    self._prepare_target(client, target, schema)
+            physical = physical_targets(target, table_layout(schema, target.partition_columns))
+            for piece in physical:
+                self._prepare_target(client, piece, schema)
+            if physical != [target]:
+                self._ensure_view(client, target)
         return ids
 
     def _ensure_datasets(self, client: Any) -> None:
@@ -223,6 +223,9 @@ class BigQueryWarehouse(Warehouse):
             for staging in staging_tables:
                 client.delete_table(staging, not_found_ok=True)
 
+    def _view_query(self, view_id: str) -> str:
+        return physical_view_query(view_id)
+
     def _ensure_view(self, client: Any, target: PartitionTarget) -> None:
         """The view that reads a split target's physical tables under the target's name."""
         from google.api_core.exceptions import NotFound
@@ -233,7 +236,7 @@ class BigQueryWarehouse(Warehouse):
             existing = client.get_table(view_id)
         except NotFound:
             view = bigquery.Table(view_id)
-            view.view_query = physical_view_query(view_id)
+            view.view_query = self._view_query(view_id)
             client.create_table(view, exists_ok=True)  # a parallel writer may be first
             return
         if existing.table_type == "TABLE":
