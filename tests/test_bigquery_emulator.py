@@ -81,7 +81,8 @@ def test_setup_creates_the_catalog_and_the_lake_tables_idempotently(
         view = client.get_table(f"{lake}.{name}")
         assert view.table_type == "VIEW"
         # (The emulator does not return a view's query: read through it instead.)
-        assert list(client.query(f"SELECT count(*) FROM `{lake}.{name}`").result())[0][0] == 0
+        [[rows]] = client.query(f"SELECT count(*) FROM `{lake}.{name}`").result()
+        assert rows == 0
         assert f"view `{lake}.{name}` over {len(shard_names())} shard table(s): ready" in (
             first.output
         )

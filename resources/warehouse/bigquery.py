@@ -113,12 +113,20 @@ class BigQueryWarehouse(Warehouse):
         )
         _DATASETS_ENSURED.add((self.project, self.dataset_prefix))
         for target, schema in tables:
-            physical = physical_targets(target, table_layout(schema, target.partition_columns))
-            for piece in physical:
-                self._prepare_target(client, piece, schema)
-            if physical != [target]:
-                self._ensure_view(client, target)
+            self._prepare_physical(client, target, schema)
         return ids
+
+    def _prepare_physical(
+        self, client: Any, target: PartitionTarget, schema: pa.Schema
+    ) -> list[PartitionTarget]:
+        """Make the physical tables of `target` ready (and, when it is split per shard, the
+        view that reads them under its name); return them."""
+        physical = physical_targets(target, table_layout(schema, target.partition_columns))
+        for piece in physical:
+            self._prepare_target(client, piece, schema)
+        if physical != [target]:
+            self._ensure_view(client, target)
+        return physical
 
     def _ensure_datasets(self, client: Any) -> None:
         """Create the catalog's datasets once per process: the first write of a fresh project
@@ -201,10 +209,8 @@ class BigQueryWarehouse(Warehouse):
                 staging_tables.append(staging.strip("`"))
                 self._load_staging(client, path, staging.strip("`"), schema)
                 columns = ", ".join(quoted(c, "`") for c in schema.names)
-                physical = physical_targets(target, table_layout(schema, target.partition_columns))
-                for piece in physical:
-                    # DDL may not run inside a BigQuery transaction: targets are ready before it.
-                    self._prepare_target(client, piece, schema)
+                # DDL may not run inside a BigQuery transaction: targets are ready before it.
+                for piece in self._prepare_physical(client, target, schema):
                     predicate = partition_predicate(
                         piece.partition_columns, piece.partitions, dialect=self.kind
                     )
@@ -215,8 +221,6 @@ class BigQueryWarehouse(Warehouse):
                     statements.append(
                         f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {staging}{rows};"
                     )
-                if physical != [target]:
-                    self._ensure_view(client, target)
             script = "\n".join(["BEGIN TRANSACTION;", *statements, "COMMIT TRANSACTION;"])
             self._run(client, script)
         finally:
