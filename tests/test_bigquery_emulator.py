@@ -5,6 +5,7 @@ import concurrent.futures
 import datetime as dt
 import decimal
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
+from assets.dbt_models.costs import RUN_ID_VARIABLE, costs_by_model
 from assets.ingestion.landing_files import landing_file_assets
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.partitions import day_shard_key, partition_range_tags, shard_names
@@ -249,6 +251,7 @@ def test_graph_on_bigquery_equals_duckdb(
         {
             "MINATO_BIGQUERY_DATASET_PREFIX": prefix,
             "MINATO_BIGQUERY_PROJECT": bigquery_emulator.project,
+            RUN_ID_VARIABLE: "0f9e8d7c-emulated",
         },
     )
 
@@ -276,4 +279,16 @@ def test_graph_on_bigquery_equals_duckdb(
     # dbt's queries carry the labels as their JSON query comment, which dbt-bigquery turns into
     # job labels (`job-label: true`; the emulator keeps no labels of dbt's jobs to read back).
     log = (tmp_path / "bigquery" / "logs" / "dbt.log").read_text()
-    assert '/* {"minato_env": "dev", "minato_asset": "cleansing/cleansing_orders"} */' in log
+    assert (
+        '/* {"minato_env": "dev", "dagster_run_id": "0f9e8d7c-emulated", '
+        '"minato_asset": "cleansing/cleansing_orders"} */'
+    ) in log
+    # Each model's job, as dbt-bigquery reports it in run_results.json, reaches its
+    # materialization's metadata (the emulator reports 0 bytes processed and no bytes billed).
+    run_results = json.loads((tmp_path / "bigquery" / "target" / "run_results.json").read_text())
+    costs = costs_by_model(run_results)
+    built = [r["unique_id"] for r in run_results["results"] if r["unique_id"].startswith("model.")]
+    assert len(built) > 10
+    for unique_id in built:
+        assert costs[unique_id]["bigquery_bytes_processed"] == 0
+        assert costs[unique_id]["bigquery_job_id"]

@@ -16,6 +16,10 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 from sqlglot import exp
 
+from assets.ingestion.reconciliation import (
+    RECONCILIATION_ARROW_SCHEMA,
+    RECONCILIATION_PARTITION_COLUMNS,
+)
 from resources.identifiers import InvalidIdentifierError
 from resources.warehouse import (
     BigQueryWarehouse,
@@ -331,6 +335,13 @@ def test_shards_of_one_day_touch_disjoint_tables(fake_client: FakeBigQueryClient
                     ("logical_table", "_business_day", "_shard"),
                     (("orders", day, shard),),
                 ),
+                PartitionWrite(
+                    "monitoring",
+                    "ingestion_reconciliation",
+                    RECONCILIATION_ARROW_SCHEMA.empty_table(),
+                    RECONCILIATION_PARTITION_COLUMNS,
+                    (("orders", day, shard),),
+                ),
             ]
         )
         [script] = [q["sql"] for q in fake_client.queries]
@@ -340,10 +351,19 @@ def test_shards_of_one_day_touch_disjoint_tables(fake_client: FakeBigQueryClient
             if isinstance(s, exp.Delete | exp.Insert)
         }
     assert mutated == {
-        shard: {f"orders__{shard}", f"quarantine__orders__{shard}"} for shard in mutated
+        shard: {
+            f"orders__{shard}",
+            f"quarantine__orders__{shard}",
+            f"ingestion_reconciliation__orders__{shard}",
+        }
+        for shard in mutated
     }
     # The view is created once, then only looked up.
-    assert [c[1] for c in fake_client.calls if c[0] == "create_view"] == ["orders", "quarantine"]
+    assert [c[1] for c in fake_client.calls if c[0] == "create_view"] == [
+        "orders",
+        "quarantine",
+        "ingestion_reconciliation",
+    ]
 
 
 def test_a_table_left_from_before_the_split_is_refused_before_anything_is_written(
