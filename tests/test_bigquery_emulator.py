@@ -143,7 +143,8 @@ def _shard_rows(shard: str, day: dt.date) -> pa.Table:
 
 def test_24_shards_write_one_day_of_one_table_at_once(bigquery_emulator: Emulator) -> None:
     """The daily schedule's shape: 24 shard runs of one day replace their partitions of the same
-    lake table concurrently. All succeed, each partition holds exactly its shard's rows."""
+    lake table concurrently. All succeed, each partition holds exactly its shard's rows, each
+    in its shard's own physical table (no two runs' transactions mutate one table)."""
     warehouse = emulator_warehouse(bigquery_emulator, dataset_prefix="parallel_")
     shards = [f"shard_{n:02d}" for n in range(1, 25)]
 
@@ -169,6 +170,11 @@ def test_24_shards_write_one_day_of_one_table_at_once(bigquery_emulator: Emulato
         f"WHERE _business_day = '{DAY}' GROUP BY _shard ORDER BY _shard"
     ).to_pylist()
     assert counts == [{"_shard": shard, "n": 3} for shard in shards]
+    for shard in (shards[0], shards[-1]):
+        physical = warehouse.qualified("lake", f"orders__{shard}")
+        assert warehouse.query_arrow(f"SELECT DISTINCT _shard FROM {physical}").to_pylist() == [
+            {"_shard": shard}
+        ]
 
 
 def _comparable(value: object) -> object:
