@@ -244,7 +244,8 @@ class BigQueryWarehouse(Warehouse):
             client.create_table(view, exists_ok=True)  # a parallel writer may be first
             return
         if existing.table_type == "TABLE":
-            # Written before tables were split per shard: its rows would hide behind nothing.
+            # Written as one table by an earlier Minato: rows written beside it would go unread,
+            # and its own rows must not be lost, so a person moves them first.
             raise RuntimeError(
                 f"{view_id} is a table; Minato now writes {view_id}__<shard> tables read through "
                 f"a view of that name. Copy its rows into the per-shard tables, then drop it "
