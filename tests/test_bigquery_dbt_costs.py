@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_dbt.errors import DagsterDbtCliRuntimeError
+from dagster_dbt import DagsterDbtCliRuntimeError
 
 from assets.dbt_models.costs import (
     RUN_ID_VARIABLE,

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
-from dagster_dbt.errors import DagsterDbtCliRuntimeError
+from dagster_dbt import DagsterDbtCliRuntimeError, DbtCliInvocation
 
 # Metadata key -> adapter response key (dbt-bigquery's BigQueryAdapterResponse).
 ADAPTER_STATISTICS = {
