@@ -8,6 +8,7 @@ from assets.constants import LAKE_SCHEMA
 from assets.ingestion.lake_tables import SHARD_LAKE_TABLES
 from assets.ingestion.origin import ORIGIN_SCHEMA
 from assets.ingestion.shard_load import LAKE_PARTITION_COLUMNS
+from assets.partitions import shard_names
 from resources import settings
 from resources.warehouse import BigQueryWarehouse, PartitionTarget
 
@@ -32,14 +33,23 @@ def warehouse_from_environment() -> BigQueryWarehouse:
 
 @bigquery.command("setup")
 def setup() -> None:
-    """Create the catalog's datasets (metadata/datasets.yml) and the lake tables, partitioned by
-    business day and clustered by shard and client. Idempotent: what exists is left as it is."""
+    """Create the catalog's datasets (metadata/datasets.yml) and the lake tables: one table per
+    shard, partitioned by business day and clustered by shard and client, read through a view
+    named for the lake table. Idempotent: what exists is left as it is."""
     warehouse = warehouse_from_environment()
+    # Any day of each shard: the shards name the physical tables to create.
+    every_shard = tuple((None, shard) for shard in shard_names())
     lake_tables = [
-        (PartitionTarget(LAKE_SCHEMA, table.name, LAKE_PARTITION_COLUMNS, ()), ORIGIN_SCHEMA)
+        (
+            PartitionTarget(LAKE_SCHEMA, table.name, LAKE_PARTITION_COLUMNS, every_shard),
+            ORIGIN_SCHEMA,
+        )
         for table in SHARD_LAKE_TABLES
     ]
     for dataset in warehouse.setup(lake_tables):
         click.echo(f"dataset {warehouse.project}.{dataset}: ready")
     for target, _ in lake_tables:
-        click.echo(f"table {warehouse.qualified(target.schema, target.table)}: ready")
+        click.echo(
+            f"view {warehouse.qualified(target.schema, target.table)} over "
+            f"{len(every_shard)} shard table(s): ready"
+        )

@@ -110,6 +110,10 @@ class EmulatorWarehouse(BigQueryWarehouse):
     def _client(self) -> Any:
         return Emulator(self.rest_url, self.project).client()
 
+    def _view_query(self, view_id: str) -> str:
+        # The emulator counts the wildcard's `_TABLE_SUFFIX` among `*`; BigQuery does not.
+        return super()._view_query(view_id).replace("SELECT *", "SELECT * EXCEPT (_TABLE_SUFFIX)")
+
 
 def emulator_warehouse(emulator: Emulator, **fields: Any) -> EmulatorWarehouse:
     return EmulatorWarehouse(project=emulator.project, rest_url=emulator.rest_url, **fields)

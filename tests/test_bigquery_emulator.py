@@ -5,6 +5,7 @@ import concurrent.futures
 import datetime as dt
 import decimal
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
+from assets.dbt_models.costs import RUN_ID_VARIABLE, costs_by_model
 from assets.ingestion.landing_files import landing_file_assets
 from assets.ingestion.shard_tables import shard_table_assets
 from assets.partitions import day_shard_key, partition_range_tags, shard_names
@@ -70,11 +72,22 @@ def test_setup_creates_the_catalog_and_the_lake_tables_idempotently(
             "minato_env": "staging",
         }
         assert f"dataset {dataset.project}.setup_{spec.name}: ready" in first.output
+    lake = f"{bigquery_emulator.project}.setup_lake"
     for name in ("orders", "order_items", "products"):
-        table = client.get_table(f"{bigquery_emulator.project}.setup_lake.{name}")
-        assert table.time_partitioning.field == "_business_day"
-        assert table.time_partitioning.type_ == "DAY"
-        assert table.clustering_fields == ["_shard", "_client_id"]
+        # One table per shard of shards.yaml, read through a view of the lake table's name.
+        for shard in shard_names():
+            table = client.get_table(f"{lake}.{name}__{shard}")
+            assert table.time_partitioning.field == "_business_day"
+            assert table.time_partitioning.type_ == "DAY"
+            assert table.clustering_fields == ["_shard", "_client_id"]
+        view = client.get_table(f"{lake}.{name}")
+        assert view.table_type == "VIEW"
+        # (The emulator does not return a view's query: read through it instead.)
+        [[rows]] = client.query(f"SELECT count(*) FROM `{lake}.{name}`").result()
+        assert rows == 0
+        assert f"view `{lake}.{name}` over {len(shard_names())} shard table(s): ready" in (
+            first.output
+        )
 
 
 def test_setup_refuses_to_run_without_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,7 +143,8 @@ def _shard_rows(shard: str, day: dt.date) -> pa.Table:
 
 def test_24_shards_write_one_day_of_one_table_at_once(bigquery_emulator: Emulator) -> None:
     """The daily schedule's shape: 24 shard runs of one day replace their partitions of the same
-    lake table concurrently. All succeed, each partition holds exactly its shard's rows."""
+    lake table concurrently. All succeed, each partition holds exactly its shard's rows, each
+    in its shard's own physical table (no two runs' transactions mutate one table)."""
     warehouse = emulator_warehouse(bigquery_emulator, dataset_prefix="parallel_")
     shards = [f"shard_{n:02d}" for n in range(1, 25)]
 
@@ -156,6 +170,11 @@ def test_24_shards_write_one_day_of_one_table_at_once(bigquery_emulator: Emulato
         f"WHERE _business_day = '{DAY}' GROUP BY _shard ORDER BY _shard"
     ).to_pylist()
     assert counts == [{"_shard": shard, "n": 3} for shard in shards]
+    for shard in (shards[0], shards[-1]):
+        physical = warehouse.qualified("lake", f"orders__{shard}")
+        assert warehouse.query_arrow(f"SELECT DISTINCT _shard FROM {physical}").to_pylist() == [
+            {"_shard": shard}
+        ]
 
 
 def _comparable(value: object) -> object:
@@ -238,6 +257,7 @@ def test_graph_on_bigquery_equals_duckdb(
         {
             "MINATO_BIGQUERY_DATASET_PREFIX": prefix,
             "MINATO_BIGQUERY_PROJECT": bigquery_emulator.project,
+            RUN_ID_VARIABLE: "0f9e8d7c-emulated",
         },
     )
 
@@ -265,4 +285,16 @@ def test_graph_on_bigquery_equals_duckdb(
     # dbt's queries carry the labels as their JSON query comment, which dbt-bigquery turns into
     # job labels (`job-label: true`; the emulator keeps no labels of dbt's jobs to read back).
     log = (tmp_path / "bigquery" / "logs" / "dbt.log").read_text()
-    assert '/* {"minato_env": "dev", "minato_asset": "cleansing/cleansing_orders"} */' in log
+    assert (
+        '/* {"minato_env": "dev", "dagster_run_id": "0f9e8d7c-emulated", '
+        '"minato_asset": "cleansing/cleansing_orders"} */'
+    ) in log
+    # Each model's job, as dbt-bigquery reports it in run_results.json, reaches its
+    # materialization's metadata (the emulator reports 0 bytes processed and no bytes billed).
+    run_results = json.loads((tmp_path / "bigquery" / "target" / "run_results.json").read_text())
+    costs = costs_by_model(run_results)
+    built = [r["unique_id"] for r in run_results["results"] if r["unique_id"].startswith("model.")]
+    assert len(built) > 10
+    for unique_id in built:
+        assert costs[unique_id]["bigquery_bytes_processed"] == 0
+        assert costs[unique_id]["bigquery_job_id"]

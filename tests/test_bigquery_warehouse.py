@@ -16,6 +16,10 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 from sqlglot import exp
 
+from assets.ingestion.reconciliation import (
+    RECONCILIATION_ARROW_SCHEMA,
+    RECONCILIATION_PARTITION_COLUMNS,
+)
 from resources.identifiers import InvalidIdentifierError
 from resources.warehouse import (
     BigQueryWarehouse,
@@ -67,6 +71,7 @@ class FakeBigQueryClient:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.tables: dict[str, list[str]] = {}  # table id -> column names
+        self.views: set[str] = set()  # view ids
         self.datasets: set[str] = set()  # dataset ids that exist
         self.loads: list[dict[str, Any]] = []
         self.queries: list[dict[str, Any]] = []
@@ -94,6 +99,10 @@ class FakeBigQueryClient:
         )
 
     def create_table(self, table, exists_ok=False) -> None:
+        if table.view_query:
+            self.calls.append(("create_view", table.table_id, table.view_query, exists_ok))
+            self.views.add(f"{table.project}.{table.dataset_id}.{table.table_id}")
+            return
         partitioning = table.time_partitioning
         self.calls.append(
             (
@@ -112,11 +121,17 @@ class FakeBigQueryClient:
 
     def get_table(self, table_id):
         self.calls.append(("get_table", table_id))
+        if table_id in self.views:
+            view = bigquery.Table(table_id)
+            view._properties["type"] = "VIEW"
+            return view
         if table_id not in self.tables:
             raise NotFound(table_id)
-        return bigquery.Table(
+        table = bigquery.Table(
             table_id, schema=[bigquery.SchemaField(n, "STRING") for n in self.tables[table_id]]
         )
+        table._properties["type"] = "TABLE"
+        return table
 
     def load_table_from_file(self, file_obj, destination, job_config=None) -> FakeJob:
         self.loads.append(
@@ -228,35 +243,69 @@ def test_first_write_creates_datasets_and_partitioned_targets_then_one_script(
             )
             for spec in datasets()
         ],
-        # Per target: a typed staging table with an expiry, one load, then the target made
-        # ready (created day-partitioned and clustered on first write) outside the transaction.
+        # Per target: a typed staging table with an expiry, one load, then its physical tables
+        # (one per shard, created day-partitioned and clustered on first write) and the view
+        # reading them under the target's name, all outside the transaction.
         ("create_table", staging_names[0], None, None, True, False),
         ("load", "_staging_orders"),
+        ("get_table", f"{PROJECT}.prod_lake.orders__shard_01"),
+        ("create_table", "orders__shard_01", "_business_day", ["_shard"], False, True),
+        ("get_table", f"{PROJECT}.prod_lake.orders__shard_01"),
         ("get_table", f"{PROJECT}.prod_lake.orders"),
-        ("create_table", "orders", "_business_day", ["_shard"], False, True),
-        ("get_table", f"{PROJECT}.prod_lake.orders"),
+        ("create_view", "orders", f"SELECT * FROM `{PROJECT}.prod_lake.orders__*`", True),
         ("create_table", staging_names[1], None, None, True, False),
         ("load", "_staging_quarantine"),
+        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__shard_01"),
+        (
+            "create_table",
+            "quarantine__orders__shard_01",
+            "_business_day",
+            ["logical_table", "_shard"],
+            False,
+            True,
+        ),
+        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__shard_01"),
+        # A NULL shard (a landed file's rows) is the empty part of the name.
+        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__"),
+        (
+            "create_table",
+            "quarantine__orders__",
+            "_business_day",
+            ["logical_table", "_shard"],
+            False,
+            True,
+        ),
+        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__"),
         ("get_table", f"{PROJECT}.prod_lake.quarantine"),
-        ("create_table", "quarantine", "_business_day", ["logical_table", "_shard"], False, True),
-        ("get_table", f"{PROJECT}.prod_lake.quarantine"),
+        ("create_view", "quarantine", f"SELECT * FROM `{PROJECT}.prod_lake.quarantine__*`", True),
         ("query", "BEGIN TRANSACTION;\nDELETE"),
     ]
-    orders, quarantine = (f"`{PROJECT}.prod_lake.orders`", f"`{PROJECT}.prod_lake.quarantine`")
+    orders = f"`{PROJECT}.prod_lake.orders__shard_01`"
+    quarantine = f"`{PROJECT}.prod_lake.quarantine__orders__shard_01`"
+    quarantine_null = f"`{PROJECT}.prod_lake.quarantine__orders__`"
     # Column names are quoted: a client's column may be called `order` or `select`.
     orders_columns = "`order_id`, `ordered_at`, `_business_day`, `_shard`, `_loaded_at`"
     quarantine_columns = "`logical_table`, `_business_day`, `_shard`, `reason`"
+    orders_rows = (
+        "(_business_day = '2026-01-02' AND _shard = 'shard_01') "
+        "OR (_business_day = '2026-01-03' AND _shard = 'shard_01')"
+    )
+    quarantine_rows = (
+        "(logical_table = 'orders' AND _business_day = '2026-01-02' AND _shard = 'shard_01')"
+    )
+    null_rows = "(logical_table = 'orders' AND _business_day = '2026-01-03' AND _shard IS NULL)"
     expected = "\n".join(
         [
             "BEGIN TRANSACTION;",
-            f"DELETE FROM {orders} WHERE (_business_day = '2026-01-02' AND _shard = 'shard_01') "
-            "OR (_business_day = '2026-01-03' AND _shard = 'shard_01');",
-            f"INSERT INTO {orders} ({orders_columns}) SELECT {orders_columns} FROM `{staging[0]}`;",
-            f"DELETE FROM {quarantine} WHERE (logical_table = 'orders' AND _business_day = "
-            "'2026-01-02' AND _shard = 'shard_01') OR (logical_table = 'orders' AND "
-            "_business_day = '2026-01-03' AND _shard IS NULL);",
+            f"DELETE FROM {orders} WHERE {orders_rows};",
+            f"INSERT INTO {orders} ({orders_columns}) SELECT {orders_columns} "
+            f"FROM `{staging[0]}` WHERE {orders_rows};",
+            f"DELETE FROM {quarantine} WHERE {quarantine_rows};",
             f"INSERT INTO {quarantine} ({quarantine_columns}) SELECT {quarantine_columns} "
-            f"FROM `{staging[1]}`;",
+            f"FROM `{staging[1]}` WHERE {quarantine_rows};",
+            f"DELETE FROM {quarantine_null} WHERE {null_rows};",
+            f"INSERT INTO {quarantine_null} ({quarantine_columns}) SELECT {quarantine_columns} "
+            f"FROM `{staging[1]}` WHERE {null_rows};",
             "COMMIT TRANSACTION;",
         ]
     )
@@ -264,6 +313,82 @@ def test_first_write_creates_datasets_and_partitioned_targets_then_one_script(
         {"sql": expected, "maximum_bytes_billed": "1000000000", "labels": {"minato_env": "dev"}}
     ]
     assert fake_client.deleted == [(staging[0], True), (staging[1], True)]
+
+
+def test_shards_of_one_day_touch_disjoint_tables(fake_client: FakeBigQueryClient) -> None:
+    """Parallel shard runs without conflicts: each run's transaction mutates only its own
+    shard's physical tables, so no two runs of one day ever mutate the same table."""
+    mutated: dict[str, set[str]] = {}
+    for shard in ("shard_01", "shard_02", "shard_03"):
+        fake_client.queries.clear()
+        rows = ORDERS.set_column(3, "_shard", pa.array([shard] * 2))
+        day = dt.date(2026, 1, 2)
+        warehouse().replace_partitions_atomically(
+            [
+                PartitionWrite(
+                    "lake", "orders", rows, ("_business_day", "_shard"), ((day, shard),)
+                ),
+                PartitionWrite(
+                    "lake",
+                    "quarantine",
+                    QUARANTINE.slice(0, 0),
+                    ("logical_table", "_business_day", "_shard"),
+                    (("orders", day, shard),),
+                ),
+                PartitionWrite(
+                    "monitoring",
+                    "ingestion_reconciliation",
+                    RECONCILIATION_ARROW_SCHEMA.empty_table(),
+                    RECONCILIATION_PARTITION_COLUMNS,
+                    (("orders", day, shard),),
+                ),
+            ]
+        )
+        [script] = [q["sql"] for q in fake_client.queries]
+        mutated[shard] = {
+            s.find(exp.Table).name
+            for s in sqlglot.parse(script, read="bigquery")
+            if isinstance(s, exp.Delete | exp.Insert)
+        }
+    assert mutated == {
+        shard: {
+            f"orders__{shard}",
+            f"quarantine__orders__{shard}",
+            f"ingestion_reconciliation__orders__{shard}",
+        }
+        for shard in mutated
+    }
+    # The view is created once, then only looked up.
+    assert [c[1] for c in fake_client.calls if c[0] == "create_view"] == [
+        "orders",
+        "quarantine",
+        "ingestion_reconciliation",
+    ]
+
+
+def test_a_table_left_from_before_the_split_is_refused_before_anything_is_written(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """`lake.orders` written as one table by an older Minato: the per-shard tables would be
+    read by nobody, so the write stops with what to do, before the transaction."""
+    fake_client.tables[f"{PROJECT}.prod_lake.orders"] = ORDERS.column_names
+
+    with pytest.raises(RuntimeError, match=r"prod_lake\.orders is a table; Minato now writes"):
+        warehouse().replace_partitions_atomically(WRITES[:1])
+
+    assert fake_client.queries == []
+    assert len(fake_client.deleted) == 1  # the staging table
+
+
+def test_a_partition_value_that_cannot_name_a_table_is_refused(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    write = PartitionWrite(
+        "lake", "orders", ORDERS, ("_business_day", "_shard"), ((dt.date(2026, 1, 2), "a-b"),)
+    )
+    with pytest.raises(ValueError, match="orders: partition value 'a-b' cannot name"):
+        warehouse().replace_partitions_atomically([write])
+    assert fake_client.queries == []
 
 
 def test_existing_datasets_are_looked_up_not_created(fake_client: FakeBigQueryClient) -> None:
@@ -291,7 +416,7 @@ def test_datasets_are_ensured_once_per_process(fake_client: FakeBigQueryClient) 
 
 def test_script_parses_as_googlesql(fake_client: FakeBigQueryClient) -> None:
     writes = [
-        PartitionWrite("lake", "orders", ORDERS, ("_shard",), (("it's \\ shard",),)),
+        PartitionWrite("lake", "orders_by_shard", ORDERS, ("_shard",), (("it's \\ shard",),)),
         *WRITES,
     ]
     warehouse().replace_partitions_atomically(writes)
@@ -301,7 +426,7 @@ def test_script_parses_as_googlesql(fake_client: FakeBigQueryClient) -> None:
 
     assert [type(s) for s in statements] == [
         exp.Transaction,
-        *[exp.Delete, exp.Insert] * 3,
+        *[exp.Delete, exp.Insert] * 4,
         exp.Commit,
     ]
     # The escaped literal reads back as the original value, quote and backslash included.
@@ -674,10 +799,14 @@ def test_every_delete_prunes_to_the_partitions_of_its_target(
     partitioned_by = {
         call[1]: call[2] for call in fake_client.calls if call[0] == "create_table" and call[2]
     }
-    assert partitioned_by == {"orders": "_business_day", "quarantine": "_business_day"}
+    assert partitioned_by == {
+        "orders__shard_01": "_business_day",
+        "quarantine__orders__shard_01": "_business_day",
+        "quarantine__orders__": "_business_day",
+    }
     [script] = [q["sql"] for q in fake_client.queries]
     deletes = [s for s in sqlglot.parse(script, read="bigquery") if isinstance(s, exp.Delete)]
-    assert len(deletes) == 2
+    assert len(deletes) == 3
     for delete in deletes:
         column = partitioned_by[delete.this.name]
         branches = (

@@ -25,6 +25,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
+from assets.dbt_models.costs import run_id_for_dbt, stream_with_costs
 from assets.dbt_models.project import dbt_project, parse_project, require_manifest
 from assets.dbt_models.specs_cache import minato_dbt_assets, write_cached_specs
 from assets.dbt_models.translator import MinatoDbtTranslator
@@ -80,7 +81,9 @@ def _rebuilt_stage(
         project=project, translator=models, select=select, name=name, pool="warehouse"
     )
     def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        yield from dbt.cli(["build"], context=context).stream()
+        with run_id_for_dbt(context.run.run_id):
+            invocation = dbt.cli(["build"], context=context)
+        yield from stream_with_costs(invocation)
 
     return _build
 
@@ -97,7 +100,9 @@ def _fact_stage(project: DbtProject, models: MinatoDbtTranslator) -> list[dg.Ass
     )
     def fact_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         dbt_vars = business_day_vars(context.partition_time_window)
-        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+        with run_id_for_dbt(context.run.run_id):
+            invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+        yield from stream_with_costs(invocation)
 
     return fact_models
 

@@ -17,7 +17,12 @@ from resources.identifiers import validate_identifier
 from resources.settings import maximum_bytes_billed, minato_env
 from resources.warehouse.base import PartitionSink, PartitionTarget, Warehouse
 from resources.warehouse.bigquery_labels import job_labels, record_job
-from resources.warehouse.bigquery_layout import ensure_datasets, table_layout
+from resources.warehouse.bigquery_layout import (
+    ensure_datasets,
+    physical_targets,
+    physical_view_query,
+    table_layout,
+)
 from resources.warehouse.datasets import datasets
 from resources.warehouse.spool import ParquetSpool
 from resources.warehouse.sql import partition_predicate, quoted
@@ -99,15 +104,29 @@ class BigQueryWarehouse(Warehouse):
 
     def setup(self, tables: Sequence[tuple[PartitionTarget, pa.Schema]]) -> list[str]:
         """Create every dataset of the catalog and the given tables (partitioned, clustered),
-        skipping what exists: `minato bigquery setup`. Returns the datasets' ids."""
+        skipping what exists: `minato bigquery setup`. A table split per shard gets the
+        physical tables its targets' partitions name (the day may be None: any day) and its
+        view. Returns the datasets' ids."""
         client = self._client()
         ids = ensure_datasets(
             client, self.project, self._prefix(), self.location, datasets(), minato_env()
         )
         _DATASETS_ENSURED.add((self.project, self.dataset_prefix))
         for target, schema in tables:
-            self._prepare_target(client, target, schema)
+            self._prepare_physical(client, target, schema)
         return ids
+
+    def _prepare_physical(
+        self, client: Any, target: PartitionTarget, schema: pa.Schema
+    ) -> list[PartitionTarget]:
+        """Make the physical tables of `target` ready (and, when it is split per shard, the
+        view that reads them under its name); return them."""
+        physical = physical_targets(target, table_layout(schema, target.partition_columns))
+        for piece in physical:
+            self._prepare_target(client, piece, schema)
+        if physical != [target]:
+            self._ensure_view(client, target)
+        return physical
 
     def _ensure_datasets(self, client: Any) -> None:
         """Create the catalog's datasets once per process: the first write of a fresh project
@@ -189,22 +208,49 @@ class BigQueryWarehouse(Warehouse):
                 )
                 staging_tables.append(staging.strip("`"))
                 self._load_staging(client, path, staging.strip("`"), schema)
-                # DDL may not run inside a BigQuery transaction: targets are ready before it.
-                self._prepare_target(client, target, schema)
-                target_name = self.qualified(target.schema, target.table)
                 columns = ", ".join(quoted(c, "`") for c in schema.names)
-                predicate = partition_predicate(
-                    target.partition_columns, target.partitions, dialect=self.kind
-                )
-                statements.append(f"DELETE FROM {target_name} WHERE {predicate};")
-                statements.append(
-                    f"INSERT INTO {target_name} ({columns}) SELECT {columns} FROM {staging};"
-                )
+                # DDL may not run inside a BigQuery transaction: targets are ready before it.
+                for piece in self._prepare_physical(client, target, schema):
+                    predicate = partition_predicate(
+                        piece.partition_columns, piece.partitions, dialect=self.kind
+                    )
+                    name = self.qualified(piece.schema, piece.table)
+                    # A physical table of a split target takes only its own partitions' rows.
+                    rows = "" if piece == target else f" WHERE {predicate}"
+                    statements.append(f"DELETE FROM {name} WHERE {predicate};")
+                    statements.append(
+                        f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {staging}{rows};"
+                    )
             script = "\n".join(["BEGIN TRANSACTION;", *statements, "COMMIT TRANSACTION;"])
             self._run(client, script)
         finally:
             for staging in staging_tables:
                 client.delete_table(staging, not_found_ok=True)
+
+    def _view_query(self, view_id: str) -> str:
+        return physical_view_query(view_id)
+
+    def _ensure_view(self, client: Any, target: PartitionTarget) -> None:
+        """The view that reads a split target's physical tables under the target's name."""
+        from google.api_core.exceptions import NotFound
+        from google.cloud import bigquery
+
+        view_id = self._table_id(target.schema, target.table)
+        try:
+            existing = client.get_table(view_id)
+        except NotFound:
+            view = bigquery.Table(view_id)
+            view.view_query = self._view_query(view_id)
+            client.create_table(view, exists_ok=True)  # a parallel writer may be first
+            return
+        if existing.table_type == "TABLE":
+            # Written as one table by an earlier Minato: rows written beside it would go unread,
+            # and its own rows must not be lost, so a person moves them first.
+            raise RuntimeError(
+                f"{view_id} is a table; Minato now writes {view_id}__<shard> tables read through "
+                f"a view of that name. Copy its rows into the per-shard tables, then drop it "
+                '(README, "Going to production on BigQuery").'
+            )
 
 
 def _bigquery_schema(schema: pa.Schema) -> list[Any]:

@@ -1,5 +1,5 @@
-"""What Minato creates in BigQuery before it writes: the catalog's datasets and the layout of
-each written table (day partitioning, clustering).
+"""What Minato creates in BigQuery before it writes: the catalog's datasets, the layout of
+each written table (day partitioning, clustering) and the physical tables behind it.
 
 `minato bigquery setup` runs `ensure_datasets`; every write runs it once per process too, so a
 fresh project never fails with "Not found: Dataset". Both are idempotent (`exists_ok`).
@@ -7,17 +7,23 @@ fresh project never fails with "Not found: Dataset". Both are idempotent (`exist
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
 
+from resources.warehouse.base import PartitionTarget
 from resources.warehouse.bigquery_labels import labels
 from resources.warehouse.datasets import DatasetSpec
+from resources.warehouse.sql import PartitionValues
 
 # Clustering takes at most four columns (BigQuery's limit).
 _MAX_CLUSTER_COLUMNS = 4
+# `orders` is read through a view over `orders__shard_01`, `orders__shard_02`, ...
+PHYSICAL_SEPARATOR = "__"
+_NAME_PART = re.compile(r"[A-Za-z0-9_]+")
 
 
 def dataset_labels(spec: DatasetSpec, env: str) -> dict[str, str]:
@@ -86,3 +92,54 @@ def table_layout(schema: pa.Schema, partition_columns: Sequence[str]) -> TableLa
     if "_client_id" in schema.names and "_client_id" not in cluster:
         cluster.append("_client_id")
     return TableLayout(partition, tuple(cluster[:_MAX_CLUSTER_COLUMNS]))
+
+
+def split_columns(layout: TableLayout, partition_columns: Sequence[str]) -> tuple[str, ...]:
+    """The partition columns that get a physical table per value: all but the day column, when
+    the table is day-partitioned (e.g. `_shard` of a (day, shard) lake table)."""
+    if layout.partition_column is None:
+        return ()
+    return tuple(c for c in partition_columns if c != layout.partition_column)
+
+
+def physical_targets(target: PartitionTarget, layout: TableLayout) -> list[PartitionTarget]:
+    """Where a write to `target` lands: the target itself, or, for a table split per shard,
+    one physical table per value of the split columns with that value's partitions.
+
+    Why: a BigQuery transaction that mutates a table conflicts with every other transaction
+    mutating the same table (and concurrent DML conflicts per day partition), so 24 shard runs
+    of one day cannot replace their rows of one table at once. One day-partitioned table per
+    shard gives each run tables no other run touches; readers see the union through a view
+    (`physical_view_query`)."""
+    split = split_columns(layout, target.partition_columns)
+    if not split:
+        return [target]
+    positions = [target.partition_columns.index(c) for c in split]
+    groups: dict[str, list[PartitionValues]] = {}
+    for values in target.partitions:
+        name = physical_name(target.table, [values[i] for i in positions])
+        groups.setdefault(name, []).append(values)
+    return [
+        replace(target, table=name, partitions=tuple(partitions))
+        for name, partitions in groups.items()
+    ]
+
+
+def physical_name(table: str, values: Sequence[object]) -> str:
+    """`orders` + (`shard_01`,) -> `orders__shard_01`; a NULL value is the empty part."""
+    parts = [table]
+    for value in values:
+        text = "" if value is None else str(value)
+        if text and not _NAME_PART.fullmatch(text):
+            raise ValueError(
+                f"{table}: partition value {value!r} cannot name a physical table "
+                "(letters, digits and underscores only)"
+            )
+        parts.append(text)
+    return PHYSICAL_SEPARATOR.join(parts)
+
+
+def physical_view_query(table_id: str) -> str:
+    """The view under a split table's name: every physical table, by wildcard, so that a new
+    shard needs no view update (one more metadata update per table that 24 runs would race)."""
+    return f"SELECT * FROM `{table_id}{PHYSICAL_SEPARATOR}*`"
