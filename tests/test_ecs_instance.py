@@ -195,6 +195,8 @@ def test_a_large_shard_run_is_one_fargate_task_sized_by_the_shards_file(
         "tags": [
             {"key": "dagster/run_id", "value": run.run_id},
             {"key": "dagster/job_name", "value": "ingest_shards"},
+            # The schedule's run-queue lane reaches the task too.
+            {"key": "minato/lane", "value": "core"},
             {"key": "minato/shard", "value": "shard_02"},
         ],
     }
