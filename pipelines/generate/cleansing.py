@@ -561,6 +561,15 @@ def _table_models(
                 dedupe.where("table"), f"dedupe needs the key of table {table!r} (tables.csv)"
             )
         dedupe_order = _order_by(dedupe, columns, problems)
+        first = dedupe_order.split(",")[0].strip()
+        if partition and partition["incremental"] and first != partition["filter"]:
+            # An incremental run leaves out the versions stored before its window, which is a
+            # full rebuild's choice only when each version is kept at its earliest day.
+            problems.add(
+                dedupe.where("order_by"),
+                f"an incremental model keeps each version at its earliest day: order_by must"
+                f" start with {partition['filter']}",
+            )
     if len(problems.messages) > known:
         return []
 
