@@ -1,7 +1,8 @@
 """Partition pruning on BigQuery: every query Minato issues on a large partitioned lake table,
 and every query of an incremental model on a partitioned relation, filters on the partition
 column. Checked on dbt's SQL compiled for the `bigquery` target (offline: a dummy token, no
-cache, so no request is sent) and on the script Minato's own writes send (fake client)."""
+cache, so no request is sent) and on the script Minato's own writes send (fake client); and
+the window of days the warehouse stage passes to the incremental cleansing models."""
 
 import json
 import os
@@ -10,11 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlglot
 import yaml
 from sqlglot import exp
 
+from assets.dbt_models.layers import cleansing_window_vars
+from assets.partitions import partition_range_tags
 from resources.settings import REPO_ROOT
 from resources.warehouse import PartitionWrite
 from tests.test_bigquery_warehouse import ORDERS, FakeBigQueryClient, fake_client, warehouse
@@ -153,3 +157,27 @@ def test_minato_writes_filter_the_lake_by_day(fake_client: FakeBigQueryClient) -
         assert statement.find(exp.Table).name == "orders__shard_02"
         where = statement.args.get("where") or statement.expression.args.get("where")
         assert any(c.name == "_business_day" for c in where.find_all(exp.Column))
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        # A day re-run replaces that day and every later one (versions move to earlier days).
+        ({"dagster/partition": "2026-11-20"}, {"min_date": "2026-11-20", "max_date": "2026-11-24"}),
+        (
+            partition_range_tags("2026-11-18", "2026-11-19"),
+            {"min_date": "2026-11-18", "max_date": "2026-11-24"},
+        ),
+        ({"dagster/partition": "2026-11-24"}, {"min_date": "2026-11-24", "max_date": "2026-11-24"}),
+        # Runs without a business day rebuild cleansing whole.
+        (partition_range_tags("2026-11-20|shard_01", "2026-11-20|shard_24"), {}),
+        ({}, {}),
+    ],
+)  # fmt: skip
+def test_the_warehouse_stage_window_runs_from_the_first_day_to_the_latest(
+    tags: dict[str, str], expected: dict[str, str]
+) -> None:
+    days = dg.DailyPartitionsDefinition(
+        start_date="2026-11-01", end_date="2026-11-25", timezone="Asia/Tokyo"
+    )
+    assert cleansing_window_vars(tags, days) == expected
