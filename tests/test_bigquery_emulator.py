@@ -348,7 +348,7 @@ def _incremental_cleansing_equals_rebuild(
     for schema, table in tables:
         # Really the incremental run: a MERGE replacing the window's partitions.
         sql = (run / schema / f"{table}.sql").read_text().lower()
-        assert "merge into" in sql and f"date('{end}')" in sql and "not exists" in sql
+        assert "merge into" in sql and f"date('{start}')" in sql and f"date('{end}')" in sql
     for schema, table in tables:
         rows = bigquery.query_arrow(f"SELECT * FROM {bigquery.qualified(schema, table)}")
         assert _model_fingerprint(rows) == rebuilt[(schema, table)], table
