@@ -12,7 +12,8 @@ Inputs (metadata/, one row per rule; every table and column must exist in column
   output_name), `null`ed or `drop`ped;
 - dedupe.csv (table, order_by): keep the first row per key in this order;
 - partitioning.csv (table, column, granularity, cluster_by, incremental): BigQuery partitioning
-  and clustering; `incremental: yes` replaces only the business days of the run.
+  and clustering; `incremental: yes` replaces only the business days of the run on BigQuery
+  (needs a dedupe order starting with the partition column; DuckDB builds the table whole).
 
 Columns are output in `ordinal` order. Origin columns (`_shard`, `_loaded_at`, ...) are output
 only when casting.csv names them. A masked column is hashed, nulled or dropped in
