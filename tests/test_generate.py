@@ -162,6 +162,13 @@ def _metadata_with(tmp_path: Path, file: str, line: str, *, replace: str | None 
             "metadata/partitioning.csv:2:2: partition column 'plan' must be a DATE: cast it with "
             "`date` in casting.csv",
         ),
+        (
+            "dedupe.csv",
+            "events,_loaded_at desc",
+            'events,"_business_day, _loaded_at desc"',
+            "metadata/dedupe.csv:2:2: an incremental model keeps each version at its earliest "
+            "day: order_by must start with _business_day",
+        ),
     ],
 )
 def test_metadata_errors_name_file_line_and_column(
@@ -322,7 +329,7 @@ def test_generated_models_build_on_duckdb(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout[-4000:]
 
     dbt("build")
-    # Incremental: a run for one business day replaces only that day.
+    # A run with a window of business days (incremental on BigQuery, a table on DuckDB).
     dbt(
         "build",
         "--select",

@@ -9,6 +9,12 @@
     {{ column }} between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date") }}' as date)
 {%- endmacro %}
 
+{#- Whether the run has a window of business days (Dagster passed min_date/max_date); a plain
+    `dbt build` has none and rebuilds incremental cleansing models whole. -#}
+{% macro business_day_windowed() -%}
+    {{ return(var("min_date") != "1900-01-01" or var("max_date") != "9999-12-31") }}
+{%- endmacro %}
+
 {#- The same window as BigQuery partition literals, for static insert_overwrite: every day
     in the window is replaced, including days that are now empty. -#}
 {% macro business_day_partitions() -%}

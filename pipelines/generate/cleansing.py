@@ -12,7 +12,8 @@ Inputs (metadata/, one row per rule; every table and column must exist in column
   output_name), `null`ed or `drop`ped;
 - dedupe.csv (table, order_by): keep the first row per key in this order;
 - partitioning.csv (table, column, granularity, cluster_by, incremental): BigQuery partitioning
-  and clustering; `incremental: yes` replaces only the business days of the run.
+  and clustering; `incremental: yes` replaces only the business days of the run on BigQuery
+  (needs a dedupe order starting with the partition column; DuckDB builds the table whole).
 
 Columns are output in `ordinal` order. Origin columns (`_shard`, `_loaded_at`, ...) are output
 only when casting.csv names them. A masked column is hashed, nulled or dropped in
@@ -561,6 +562,15 @@ def _table_models(
                 dedupe.where("table"), f"dedupe needs the key of table {table!r} (tables.csv)"
             )
         dedupe_order = _order_by(dedupe, columns, problems)
+        first = dedupe_order.split(",")[0].strip()
+        if partition and partition["incremental"] and first != partition["filter"]:
+            # An incremental run leaves out the versions stored before its window, which is a
+            # full rebuild's choice only when each version is kept at its earliest day.
+            problems.add(
+                dedupe.where("order_by"),
+                f"an incremental model keeps each version at its earliest day: order_by must"
+                f" start with {partition['filter']}",
+            )
     if len(problems.messages) > known:
         return []
 
