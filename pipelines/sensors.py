@@ -30,6 +30,7 @@ from assets.monitoring.slos import slos
 from assets.partitions import day_partition_keys
 from assets.run_lanes import CORE_LANE, lane_tags
 from pipelines.jobs import warehouse_daily_job
+from resources import settings
 from resources.landing import LandedFile, LandingStore
 from resources.notifications import Notifier
 from resources.warehouse import Warehouse
@@ -156,7 +157,7 @@ def _missing_shard_failure(day: str, missing: dict[str, set[str]]) -> Failure:
 
 @dg.sensor(
     job=warehouse_daily_job,
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=settings.sensor_interval_s(120),
     # On by default: downstream follows late data and repairs without anyone remembering to
     # launch it, and looks back only WAREHOUSE_LOOKBACK_DAYS days.
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -232,6 +233,7 @@ def _unreconciled(
 
 
 @dg.run_failure_sensor(
+    minimum_interval_seconds=settings.sensor_interval_s(30),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts on a failed run that will not be retried: what failed, the root cause, "
     "the run and runbook links; recorded in monitoring.alerts, posted to Slack (one thread per "
@@ -266,6 +268,7 @@ def run_failure_alert(
 
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
+    minimum_interval_seconds=settings.sensor_interval_s(30),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Resolves open alerts once every asset partition they list has succeeded "
     "(monitoring.alerts; a reply in the alert's Slack thread).",

@@ -107,6 +107,17 @@ def partitions_start(env: Environment | None = None) -> str:
     return effective(env)["MINATO_PARTITIONS_START"]
 
 
+def sensor_interval_s(default: int, env: Environment | None = None) -> int:
+    """How often the warehouse and alert sensors evaluate: MINATO_SENSOR_INTERVAL_S, else each
+    sensor's own default (a deployment that wants recovery to follow sooner sets it lower)."""
+    value = effective(env).get("MINATO_SENSOR_INTERVAL_S")
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"MINATO_SENSOR_INTERVAL_S={value!r}: expected whole seconds >= 1")
+    return int(value)
+
+
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 

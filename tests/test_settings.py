@@ -146,3 +146,10 @@ def test_minato_env_defaults_to_dev_and_refuses_unknown_names() -> None:
     assert settings.minato_env({"MINATO_ENV": "prod"}) == "prod"
     with pytest.raises(ValueError, match="MINATO_ENV='production'"):
         settings.minato_env({"MINATO_ENV": "production"})
+
+
+def test_sensor_interval_defaults_per_sensor_and_refuses_nonsense() -> None:
+    assert settings.sensor_interval_s(120, {}) == 120
+    assert settings.sensor_interval_s(120, {"MINATO_SENSOR_INTERVAL_S": "5"}) == 5
+    with pytest.raises(ValueError, match="MINATO_SENSOR_INTERVAL_S='0'"):
+        settings.sensor_interval_s(120, {"MINATO_SENSOR_INTERVAL_S": "0"})
