@@ -77,21 +77,23 @@ def test_per_shard_scoring_names_missing_and_late_shards(minato_env, instance) -
         owner="platform",
         severity="critical",
     )
+    # Days whose deadline is still ahead whatever the time of day (today's is 06:00 tomorrow,
+    # Tokyo time), so what arrives now is on time; and one whose deadline has passed.
     today = dt.datetime.now(JST).date()
+    tomorrow = today + dt.timedelta(days=1)
     long_ago = today - dt.timedelta(days=3)  # its deadline has passed: arriving now is late
     shards = shard_names()
-    _report(instance, today, shards)
-    _report(instance, today - dt.timedelta(days=1), [s for s in shards if s != "shard_03"])
+    _report(instance, tomorrow, shards)
+    _report(instance, today, [s for s in shards if s != "shard_03"])
     _report(instance, long_ago, ["shard_01"])
 
     verdicts = {
-        v.business_day: v
-        for v in score(instance, spec, [long_ago, today - dt.timedelta(days=1), today], shards)
+        v.business_day: v for v in score(instance, spec, [long_ago, today, tomorrow], shards)
     }
 
-    assert verdicts[today].met
-    yesterday = verdicts[today - dt.timedelta(days=1)]
-    assert not yesterday.met and yesterday.missing == ("shard_03",) and yesterday.late == ()
+    assert verdicts[tomorrow].met
+    incomplete = verdicts[today]
+    assert not incomplete.met and incomplete.missing == ("shard_03",) and incomplete.late == ()
     old = verdicts[long_ago]
     assert old.late == ("shard_01",)
     assert old.missing == ("shard_02", "shard_03", "shard_04")
