@@ -180,3 +180,71 @@ def dbt_project_for(
         )
     )
     return ["--project-dir", str(project), "--profiles-dir", str(profiles), "--target", "bigquery"]
+
+
+@dataclass(frozen=True)
+class SentJob:
+    """One job as the product's client sent it."""
+
+    sql: str  # "" for a load job
+    labels: dict[str, str]
+    maximum_bytes_billed: int | None
+
+
+@dataclass(frozen=True)
+class AnsweredJob:
+    """Stands in for a query job the emulator cannot run: its rows, no bytes billed."""
+
+    table: Any
+    labels: dict[str, str]
+    total_bytes_billed: int = 0
+
+    def result(self) -> None:
+        return None
+
+    def to_arrow(self) -> Any:
+        return self.table
+
+
+class _RecordingClient:
+    def __init__(self, client: Any, recorder: "JobRecorder") -> None:
+        self._client = client
+        self._recorder = recorder
+
+    def query(self, sql: str, job_config: Any = None, **kwargs: Any) -> Any:
+        labels = dict(job_config.labels) if job_config is not None else {}
+        limit = job_config.maximum_bytes_billed if job_config is not None else None
+        self._recorder.jobs.append(SentJob(sql, labels, limit))
+        for marker, answer in self._recorder.answers.items():
+            if marker in sql:
+                return AnsweredJob(answer(sql), labels)
+        return self._client.query(sql, job_config=job_config, **kwargs)
+
+    def load_table_from_file(self, file: Any, destination: Any, job_config: Any, **kw: Any) -> Any:
+        self._recorder.jobs.append(SentJob("", dict(job_config.labels), None))
+        return self._client.load_table_from_file(file, destination, job_config=job_config, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@dataclass
+class JobRecorder:
+    """Every job the emulator warehouses start, as sent. The emulator keeps a load job's labels
+    but lists a query job's as empty, so labels are read from the requests. `answers` maps a
+    marker to the rows of statements containing it that the emulator cannot run (they are
+    recorded, not sent)."""
+
+    jobs: list[SentJob]
+    answers: dict[str, Any]
+
+
+def record_jobs(
+    monkeypatch: pytest.MonkeyPatch, answers: dict[str, Any] | None = None
+) -> JobRecorder:
+    recorder = JobRecorder([], dict(answers or {}))
+    client = EmulatorWarehouse._client
+    monkeypatch.setattr(
+        EmulatorWarehouse, "_client", lambda self: _RecordingClient(client(self), recorder)
+    )
+    return recorder
