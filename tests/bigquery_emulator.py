@@ -200,6 +200,7 @@ class AnsweredJob:
     total_bytes_billed: int = 0
 
     def result(self) -> None:
+        # The warehouse's own methods wait for their job before they read it.
         return None
 
     def to_arrow(self) -> Any:
@@ -242,6 +243,7 @@ class JobRecorder:
 def record_jobs(
     monkeypatch: pytest.MonkeyPatch, answers: dict[str, Any] | None = None
 ) -> JobRecorder:
+    """Record the jobs of every EmulatorWarehouse for the rest of the test."""
     recorder = JobRecorder([], dict(answers or {}))
     client = EmulatorWarehouse._client
     monkeypatch.setattr(
