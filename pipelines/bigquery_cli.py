@@ -4,13 +4,12 @@ import os
 
 import click
 
-from assets.constants import LAKE_SCHEMA
 from assets.ingestion.lake_tables import SHARD_LAKE_TABLES
 from assets.ingestion.origin import ORIGIN_SCHEMA
-from assets.ingestion.shard_load import LAKE_PARTITION_COLUMNS
+from assets.ingestion.shard_load import lake_target
 from assets.partitions import shard_names
 from resources import settings
-from resources.warehouse import BigQueryWarehouse, PartitionTarget
+from resources.warehouse import BigQueryWarehouse
 
 
 @click.group()
@@ -40,11 +39,7 @@ def setup() -> None:
     # Any day of each shard: the shards name the physical tables to create.
     every_shard = tuple((None, shard) for shard in shard_names())
     lake_tables = [
-        (
-            PartitionTarget(LAKE_SCHEMA, table.name, LAKE_PARTITION_COLUMNS, every_shard),
-            ORIGIN_SCHEMA,
-        )
-        for table in SHARD_LAKE_TABLES
+        (lake_target(table.name, every_shard), ORIGIN_SCHEMA) for table in SHARD_LAKE_TABLES
     ]
     for dataset in warehouse.setup(lake_tables):
         click.echo(f"dataset {warehouse.project}.{dataset}: ready")

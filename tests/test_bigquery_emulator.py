@@ -13,7 +13,9 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 import pytest
+import sqlglot
 from click.testing import CliRunner
+from sqlglot import exp
 
 from assets.dbt_models.costs import RUN_ID_VARIABLE, costs_by_model
 from assets.ingestion.landing_files import landing_file_assets
@@ -27,6 +29,7 @@ from resources.shards import ShardSource
 from resources.warehouse import BigQueryWarehouse, DuckDBWarehouse, PartitionWrite, Warehouse
 from resources.warehouse.datasets import datasets
 from tests.bigquery_emulator import Emulator, dbt_project_for, emulator_warehouse
+from tests.test_bigquery_pruning import LARGE_LAKE_TABLES, is_shard_lake_table, unfiltered_reads
 
 DAY = dt.date(2026, 11, 20)
 DBT = REPO_ROOT / "dbt_project"
@@ -300,6 +303,33 @@ def test_graph_on_bigquery_equals_duckdb(
         assert costs[unique_id]["bigquery_job_id"]
 
     _incremental_cleansing_equals_rebuild(bigquery, duck, emulated, tmp_path, first, compared)
+    _every_lake_query_names_its_days(bigquery_emulator, f"{prefix}lake")
+
+
+def _every_lake_query_names_its_days(emulator: Emulator, lake: str) -> None:
+    """Every job that ingestion and dbt (full build and incremental run) sent to the shard lake
+    tables filters on the day: BigQuery refuses any other on a table with
+    `require_partition_filter`. The emulator neither enforces the option nor reads it where
+    BigQuery's API has it (the table's `requirePartitionFilter`; tests/test_bigquery_pruning.py
+    checks the request), so its job history is checked instead."""
+    client = emulator.client()
+    jobs = client.list_jobs(max_results=100_000, page_size=100_000)
+    queries = [job.query for job in jobs if job.job_type == "query"]
+    touching = [
+        sql
+        for sql in queries
+        if any(is_shard_lake_table(t, lake) for s in sqlglot.parse(sql, read="bigquery") if s
+               for t in s.find_all(exp.Table))
+    ]  # fmt: skip
+    # Writes (one script per shard run) and dbt's builds of the cleansing models.
+    assert sum("BEGIN TRANSACTION" in sql for sql in touching) >= len(LARGE_LAKE_TABLES)
+    assert sum("1900-01-01" in sql for sql in touching) >= 4  # full builds: every day
+    # Incremental runs: the window's rows go to a temporary table, then one MERGE.
+    assert sum("__dbt_tmp" in sql for sql in touching) >= 3
+    refused = {
+        sql[:200]: unfiltered_reads(sql, lambda t: is_shard_lake_table(t, lake)) for sql in touching
+    }
+    assert {sql: tables for sql, tables in refused.items() if tables} == {}
 
 
 INCREMENTAL_CLEANSING = ["cleansing_orders", "cleansing_order_items", "cleansing_secret_orders"]

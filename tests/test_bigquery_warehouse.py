@@ -72,6 +72,8 @@ class FakeBigQueryClient:
         self.calls: list[tuple] = []
         self.tables: dict[str, list[str]] = {}  # table id -> column names
         self.views: set[str] = set()  # view ids
+        self.require_filter: set[str] = set()  # table ids that refuse queries without a day filter
+        self.num_rows: dict[str, int] = {}  # table id -> rows, as table metadata reports them
         self.datasets: set[str] = set()  # dataset ids that exist
         self.loads: list[dict[str, Any]] = []
         self.queries: list[dict[str, Any]] = []
@@ -114,10 +116,10 @@ class FakeBigQueryClient:
                 exists_ok,
             )
         )
-        self.tables.setdefault(
-            f"{table.project}.{table.dataset_id}.{table.table_id}",
-            [field.name for field in table.schema],
-        )
+        table_id = f"{table.project}.{table.dataset_id}.{table.table_id}"
+        self.tables.setdefault(table_id, [field.name for field in table.schema])
+        if table.require_partition_filter:
+            self.require_filter.add(table_id)
 
     def get_table(self, table_id):
         self.calls.append(("get_table", table_id))
@@ -131,7 +133,29 @@ class FakeBigQueryClient:
             table_id, schema=[bigquery.SchemaField(n, "STRING") for n in self.tables[table_id]]
         )
         table._properties["type"] = "TABLE"
+        table.require_partition_filter = table_id in self.require_filter
+        table._properties["numRows"] = str(self.num_rows.get(table_id, 0))
         return table
+
+    def update_table(self, table, fields):
+        self.calls.append(("update_table", table.table_id, fields))
+        if table.require_partition_filter:
+            self.require_filter.add(f"{table.project}.{table.dataset_id}.{table.table_id}")
+        return table
+
+    def list_tables(self, dataset):
+        self.calls.append(("list_tables", dataset))
+        return [
+            bigquery.table.TableListItem(
+                {
+                    "tableReference": {"projectId": project, "datasetId": name, "tableId": table},
+                    "type": "VIEW" if t in self.views else "TABLE",
+                }
+            )
+            for t in sorted(self.tables.keys() | self.views)
+            for project, name, table in [t.split(".")]
+            if f"{project}.{name}" == dataset
+        ]
 
     def load_table_from_file(self, file_obj, destination, job_config=None) -> FakeJob:
         self.loads.append(

@@ -4,9 +4,12 @@ from typing import Any
 
 import pyarrow as pa
 
+# The business day (Asia/Tokyo) a row was loaded for: the lake's day partition column.
+LAKE_DAY_COLUMN = "_business_day"
+
 ORIGIN_SCHEMA = pa.schema(
     [
-        ("_business_day", pa.date32()),
+        (LAKE_DAY_COLUMN, pa.date32()),
         ("_shard", pa.string()),
         ("_client_id", pa.string()),
         ("_source_table", pa.string()),

@@ -26,7 +26,7 @@ from assets.constants import BUSINESS_TIMEZONE, LAKE_SCHEMA, MONITORING_SCHEMA
 from assets.ingestion.checksums import integer_keys, key_checksum
 from assets.ingestion.lake_tables import LakeTable
 from assets.ingestion.mysql_types import row_check
-from assets.ingestion.origin import ORIGIN_SCHEMA, with_origin
+from assets.ingestion.origin import LAKE_DAY_COLUMN, ORIGIN_SCHEMA, with_origin
 from assets.ingestion.quarantine import (
     QUARANTINE_PARTITION_COLUMNS,
     QUARANTINE_SCHEMA,
@@ -50,10 +50,18 @@ from assets.ingestion.shard_errors import PermanentShardError, permanent_reason,
 from assets.ingestion.shard_reader import ShardReadError, read_windows
 from assets.partitions import business_days, split_day_shard_key
 from resources.shards import ShardConfigError, Shards
-from resources.warehouse import PartitionSink, PartitionTarget, RowScope, Warehouse
+from resources.warehouse import PartitionSink, PartitionTarget, PartitionValues, RowScope, Warehouse
 
-LAKE_PARTITION_COLUMNS = ("_business_day", "_shard")
+LAKE_PARTITION_COLUMNS = (LAKE_DAY_COLUMN, "_shard")
 _SCOPE_COLUMNS = ("_business_day", "_shard", "_source_table")
+
+
+def lake_target(table: str, partitions: Sequence[PartitionValues]) -> PartitionTarget:
+    """The (day, shard) partitions of a shard lake table. These tables grow with every client
+    table on every shard, so every read must name its days (`require_day_filter`)."""
+    return PartitionTarget(
+        LAKE_SCHEMA, table, LAKE_PARTITION_COLUMNS, tuple(partitions), require_day_filter=True
+    )
 
 
 def business_day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -280,7 +288,7 @@ def load_partitions(
     by_shard = partitions_by_shard(keys)
     partitions = tuple((day, shard) for shard, days in by_shard.items() for day in days)
     scoped = tuple((table.name, day, shard) for day, shard in partitions)
-    lake = PartitionTarget(LAKE_SCHEMA, table.name, LAKE_PARTITION_COLUMNS, partitions)
+    lake = lake_target(table.name, partitions)
     quarantine = PartitionTarget(
         LAKE_SCHEMA, QUARANTINE_TABLE, QUARANTINE_PARTITION_COLUMNS, scoped
     )

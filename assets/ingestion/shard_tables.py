@@ -54,7 +54,7 @@ def table_metadata(warehouse: Warehouse, table: str, report: LoadReport) -> dict
     """What the materialization as a whole records: the whole lake table's rows (the asset
     overview's "Row count"), not this run's."""
     return {
-        "dagster/row_count": table_row_count(warehouse, LAKE_SCHEMA, table),
+        "dagster/row_count": warehouse.row_count(LAKE_SCHEMA, table),
         "batch_restarts": report.restarts,
     }
 
@@ -119,11 +119,6 @@ def partition_metadata(tally: Tally) -> dict[str, object]:
         "quarantined_rows": tally.quarantined_rows,
         "reconciliation": verdict,
     }
-
-
-def table_row_count(warehouse: Warehouse, schema: str, table: str) -> int:
-    rows = warehouse.query_arrow(f"SELECT count(*) AS n FROM {warehouse.qualified(schema, table)}")
-    return int(rows["n"][0].as_py())
 
 
 @functools.cache

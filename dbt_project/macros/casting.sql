@@ -9,6 +9,18 @@
     {{ column }} between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date") }}' as date)
 {%- endmacro %}
 
+{#- The lake days a model reads: an incremental run's window, else every day (the window of a
+    plain `dbt build`, dbt_project.yml). A shard lake table on BigQuery refuses any query
+    without a filter on its day column (require_partition_filter), so a whole read names its
+    days too; a literal range is a filter BigQuery can prune by. -#}
+{% macro lake_days(column) -%}
+    {%- if is_incremental() -%}
+        {{ business_day_window(column) }}
+    {%- else -%}
+        {{ column }} between cast('1900-01-01' as date) and cast('9999-12-31' as date)
+    {%- endif -%}
+{%- endmacro %}
+
 {#- Whether the run has a window of business days (Dagster passed min_date/max_date); a plain
     `dbt build` has none and rebuilds incremental cleansing models whole. -#}
 {% macro business_day_windowed() -%}

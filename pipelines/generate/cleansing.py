@@ -32,7 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from assets.constants import LAKE_SCHEMA
 from assets.gc_pause import collector_paused
+from assets.ingestion.lake_tables import SHARD_LAKE_TABLES
+from assets.ingestion.origin import LAKE_DAY_COLUMN
 from pipelines.generate.csvfiles import CsvFile, Problems, Record, read_csv
 from pipelines.generate.render import TEMPLATES, header, one_line, template, yaml_text
 from pipelines.generate.sql_names import column_argument, column_sql, is_keyword
@@ -108,6 +111,7 @@ class Model:
     dedupe_partition: list[str]  # lake columns, as SQL refers to them
     dedupe_order: str
     partition: dict | None
+    read_days: str | None  # the lake day column every read of the source filters on
 
 
 class _Source:
@@ -574,6 +578,13 @@ def _table_models(
     if len(problems.messages) > known:
         return []
 
+    # A shard lake table requires a day filter on every read (BigQuery's
+    # require_partition_filter, set by ingestion); an incremental model reads its window.
+    read_days = None
+    if partition and partition["incremental"]:
+        read_days = partition["filter"]
+    elif source_name == LAKE_SCHEMA and table in {t.name for t in SHARD_LAKE_TABLES}:
+        read_days = LAKE_DAY_COLUMN
     models = [
         Model(
             f"cleansing_{table}",
@@ -587,6 +598,7 @@ def _table_models(
             [column_sql(c) for c in key_sources] if dedupe else [],
             dedupe_order,
             partition,
+            read_days,
         )
     ]
     if len(secret) > len(key_sources):
@@ -607,6 +619,7 @@ def _table_models(
                 [column_sql(c) for c in key_sources] if dedupe else [],
                 dedupe_order,
                 partition,
+                read_days,
             )
         )
     return models

@@ -21,12 +21,17 @@ from resources.warehouse.sql import PartitionValues
 
 @dataclass(frozen=True)
 class PartitionTarget:
-    """Partitions of one table that a write replaces: whatever is appended takes their place."""
+    """Partitions of one table that a write replaces: whatever is appended takes their place.
+
+    `require_day_filter` marks a table that grows without bound (a shard lake table): where the
+    engine can, it refuses any query that does not name the days it reads (BigQuery's
+    `require_partition_filter`), so no one scans years of rows by accident."""
 
     schema: str
     table: str
     partition_columns: tuple[str, ...]
     partitions: tuple[PartitionValues, ...]
+    require_day_filter: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,11 @@ class Warehouse(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def table_exists(self, schema: str, table: str) -> bool: ...
+
+    def row_count(self, schema: str, table: str) -> int:
+        """All rows of `schema.table`, every partition."""
+        rows = self.query_arrow(f"SELECT count(*) AS n FROM {self.qualified(schema, table)}")
+        return int(rows["n"][0].as_py())
 
     def replace_partitions(
         self,

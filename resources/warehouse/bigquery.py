@@ -18,6 +18,7 @@ from resources.settings import maximum_bytes_billed, minato_env
 from resources.warehouse.base import PartitionSink, PartitionTarget, Warehouse
 from resources.warehouse.bigquery_labels import job_labels, record_job
 from resources.warehouse.bigquery_layout import (
+    PHYSICAL_SEPARATOR,
     ensure_datasets,
     physical_targets,
     physical_view_query,
@@ -102,6 +103,30 @@ class BigQueryWarehouse(Warehouse):
             return False
         return True
 
+    def row_count(self, schema: str, table: str) -> int:
+        """From table metadata: free, current after every committed write, and allowed on a
+        table that requires a partition filter (where `count(*)` is refused). A table split per
+        shard counts the rows of every physical table behind its view."""
+        client = self._client()
+        table_id = self._table_id(schema, table)
+        found = client.get_table(table_id)
+        if found.table_type != "VIEW":
+            return int(found.num_rows or 0)
+        physical = self._physical_tables(client, schema, table)
+        if not physical:
+            return super().row_count(schema, table)  # a view someone else defined
+        return sum(int(client.get_table(table_id).num_rows or 0) for table_id in physical)
+
+    def _physical_tables(self, client: Any, schema: str, table: str) -> list[str]:
+        """The ids of the physical tables behind a split table's view."""
+        dataset = self._table_id(schema, table).rsplit(".", 1)[0]
+        prefix = f"{table}{PHYSICAL_SEPARATOR}"
+        return [
+            f"{dataset}.{item.table_id}"
+            for item in client.list_tables(dataset)
+            if item.table_id.startswith(prefix) and item.table_type == "TABLE"
+        ]
+
     def setup(self, tables: Sequence[tuple[PartitionTarget, pa.Schema]]) -> list[str]:
         """Create every dataset of the catalog and the given tables (partitioned, clustered),
         skipping what exists: `minato bigquery setup`. A table split per shard gets the
@@ -121,7 +146,8 @@ class BigQueryWarehouse(Warehouse):
     ) -> list[PartitionTarget]:
         """Make the physical tables of `target` ready (and, when it is split per shard, the
         view that reads them under its name); return them."""
-        physical = physical_targets(target, table_layout(schema, target.partition_columns))
+        layout = table_layout(schema, target.partition_columns, target.require_day_filter)
+        physical = physical_targets(target, layout)
         for piece in physical:
             self._prepare_target(client, piece, schema)
         if physical != [target]:
@@ -170,14 +196,18 @@ class BigQueryWarehouse(Warehouse):
         from google.cloud import bigquery
 
         table_id = self._table_id(target.schema, target.table)
+        layout = table_layout(schema, target.partition_columns, target.require_day_filter)
         try:
             existing = client.get_table(table_id)
         except NotFound:
-            layout = table_layout(schema, target.partition_columns)
             table = layout.apply(bigquery.Table(table_id, schema=_bigquery_schema(schema)))
             # A parallel writer may create it first: then its columns are checked below.
             client.create_table(table, exists_ok=True)
             existing = client.get_table(table_id)
+        if layout.require_partition_filter and not existing.require_partition_filter:
+            # A table created before the option existed: one metadata update, once.
+            existing.require_partition_filter = True
+            existing = client.update_table(existing, ["require_partition_filter"])
         known = {field.name.lower() for field in existing.schema}
         new = [field for field in schema if field.name.lower() not in known]
         if new:

@@ -66,10 +66,13 @@ def ensure_datasets(
 class TableLayout:
     """How a table is stored: day partitions on a DATE column, clustered by the other columns
     that identify a write's partitions (shard, then client), so that replacing a (day, shard)
-    partition reads one day's blocks of that shard, not the whole table."""
+    partition reads one day's blocks of that shard, not the whole table. A table that grows
+    without bound also refuses queries that do not filter on the day (`require_partition_filter`):
+    a forgotten WHERE fails at once instead of billing every day ever loaded."""
 
     partition_column: str | None
     cluster_columns: tuple[str, ...]
+    require_partition_filter: bool = False
 
     def apply(self, table: Any) -> Any:
         from google.cloud import bigquery
@@ -78,20 +81,25 @@ class TableLayout:
             table.time_partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.DAY, field=self.partition_column
             )
+            table.require_partition_filter = self.require_partition_filter
         if self.cluster_columns:
             table.clustering_fields = list(self.cluster_columns)
         return table
 
 
-def table_layout(schema: pa.Schema, partition_columns: Sequence[str]) -> TableLayout:
+def table_layout(
+    schema: pa.Schema, partition_columns: Sequence[str], require_day_filter: bool = False
+) -> TableLayout:
     """Partition by the first DATE column among `partition_columns`; cluster by the others and
-    `_client_id` when the table has it."""
+    `_client_id` when the table has it. The day filter is required only where there is a day."""
     dates = [c for c in partition_columns if pa.types.is_date32(schema.field(c).type)]
     partition = dates[0] if dates else None
     cluster = [c for c in partition_columns if c != partition]
     if "_client_id" in schema.names and "_client_id" not in cluster:
         cluster.append("_client_id")
-    return TableLayout(partition, tuple(cluster[:_MAX_CLUSTER_COLUMNS]))
+    return TableLayout(
+        partition, tuple(cluster[:_MAX_CLUSTER_COLUMNS]), require_day_filter and bool(partition)
+    )
 
 
 def split_columns(layout: TableLayout, partition_columns: Sequence[str]) -> tuple[str, ...]:

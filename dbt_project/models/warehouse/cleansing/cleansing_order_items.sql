@@ -17,9 +17,7 @@ with ranked as (
             partition by _shard, _client_id, order_item_id, updated_at order by _business_day, _loaded_at desc
         ) as _version_rank
     from {{ source('lake', 'order_items') }}
-    {% if is_incremental() %}
-    where {{ business_day_window('_business_day') }}
-    {% endif %}
+    where {{ lake_days('_business_day') }}
 )
 
 select

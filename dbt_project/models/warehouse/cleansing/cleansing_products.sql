@@ -8,6 +8,7 @@ with ranked as (
             partition by _shard, _client_id, product_id order by updated_at desc, _business_day, _loaded_at desc
         ) as _version_rank
     from {{ source('lake', 'products') }}
+    where {{ lake_days('_business_day') }}
 )
 
 select
