@@ -4,6 +4,7 @@ predicate / literal rendering of both dialects."""
 import datetime as dt
 import io
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -30,12 +31,14 @@ from resources.warehouse import (
     partition_predicate,
     sql_literal,
 )
-from resources.warehouse.bigquery import _bigquery_type
+from resources.warehouse.bigquery import _bigquery_schema, _bigquery_type
 from resources.warehouse.bigquery_labels import label_value
 from resources.warehouse.datasets import datasets
 from tests.tables import replace_table
 
 PROJECT = "minato-prod"
+# What tables.get answers for the types Minato writes.
+LEGACY_TYPES = {"INT64": "INTEGER", "FLOAT64": "FLOAT", "BOOL": "BOOLEAN"}
 
 
 # What a finished query job reports (load jobs report no bytes billed).
@@ -66,11 +69,12 @@ class FakeJob:
 
 class FakeBigQueryClient:
     """Records what the warehouse asks BigQuery to do, in order; fails on request. Tables it
-    created (or that a test puts in `tables`) exist; others raise NotFound."""
+    created (or that a test puts in `tables`) exist, in that order of creation, and gain the
+    columns an `ALTER TABLE … ADD COLUMN` adds; others raise NotFound."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
-        self.tables: dict[str, list[str]] = {}  # table id -> column names
+        self.tables: dict[str, list[bigquery.SchemaField]] = {}  # table id -> columns
         self.views: set[str] = set()  # view ids
         self.datasets: set[str] = set()  # dataset ids that exist
         self.loads: list[dict[str, Any]] = []
@@ -79,6 +83,7 @@ class FakeBigQueryClient:
         self.fail_query: Exception | None = None
         self.fail_load_number: int | None = None
         self.query_rows: pa.Table | None = None
+        self.after_create: Callable[[], None] | None = None  # a parallel writer's move
 
     def get_dataset(self, reference):
         if reference.dataset_id not in self.datasets:
@@ -115,9 +120,25 @@ class FakeBigQueryClient:
             )
         )
         self.tables.setdefault(
-            f"{table.project}.{table.dataset_id}.{table.table_id}",
-            [field.name for field in table.schema],
+            f"{table.project}.{table.dataset_id}.{table.table_id}", list(table.schema)
         )
+        if self.after_create is not None:
+            self.after_create()
+
+    def list_tables(self, dataset: str) -> list[bigquery.table.TableListItem]:
+        self.calls.append(("list_tables", dataset))
+        return [
+            bigquery.table.TableListItem(
+                {
+                    "tableReference": dict(
+                        zip(("projectId", "datasetId", "tableId"), table_id.split("."), strict=True)
+                    ),
+                    "type": "VIEW" if table_id in self.views else "TABLE",
+                }
+            )
+            for table_id in [*self.tables, *self.views]
+            if table_id.rsplit(".", 1)[0] == dataset
+        ]
 
     def get_table(self, table_id):
         self.calls.append(("get_table", table_id))
@@ -127,10 +148,15 @@ class FakeBigQueryClient:
             return view
         if table_id not in self.tables:
             raise NotFound(table_id)
-        table = bigquery.Table(
-            table_id, schema=[bigquery.SchemaField(n, "STRING") for n in self.tables[table_id]]
-        )
+        # BigQuery answers in legacy type names (INTEGER for INT64); creation order is the
+        # order of `tables`.
+        schema = [
+            bigquery.SchemaField(f.name, LEGACY_TYPES.get(f.field_type, f.field_type))
+            for f in self.tables[table_id]
+        ]
+        table = bigquery.Table(table_id, schema=schema)
         table._properties["type"] = "TABLE"
+        table._properties["creationTime"] = str(1_000 * list(self.tables).index(table_id))
         return table
 
     def load_table_from_file(self, file_obj, destination, job_config=None) -> FakeJob:
@@ -159,6 +185,13 @@ class FakeBigQueryClient:
             }
         )
         self.calls.append(("query", sql.split(" ", 2)[0] + " " + sql.split(" ", 2)[1]))
+        if sql.startswith("ALTER TABLE ") and self.fail_query is None:
+            alter = sqlglot.parse_one(sql, read="bigquery")
+            columns = self.tables[".".join(p.name for p in alter.this.parts)]
+            for action in alter.args["actions"]:
+                columns.append(
+                    bigquery.SchemaField(action.name, action.args["kind"].sql("bigquery"))
+                )
         return FakeJob(error=self.fail_query, rows=self.query_rows, statistics=QUERY_STATISTICS)
 
     def delete_table(self, table, not_found_ok=False) -> None:
@@ -244,18 +277,24 @@ def test_first_write_creates_datasets_and_partitioned_targets_then_one_script(
             for spec in datasets()
         ],
         # Per target: a typed staging table with an expiry, one load, then its physical tables
-        # (one per shard, created day-partitioned and clustered on first write) and the view
-        # reading them under the target's name, all outside the transaction.
+        # (one per shard, created day-partitioned and clustered on first write, with the
+        # columns of their siblings, listed before and after) and the view reading them under
+        # the target's name, all outside the transaction.
         ("create_table", staging_names[0], None, None, True, False),
         ("load", "_staging_orders"),
         ("get_table", f"{PROJECT}.prod_lake.orders__shard_01"),
+        ("list_tables", f"{PROJECT}.prod_lake"),
         ("create_table", "orders__shard_01", "_business_day", ["_shard"], False, True),
+        ("list_tables", f"{PROJECT}.prod_lake"),
         ("get_table", f"{PROJECT}.prod_lake.orders__shard_01"),
         ("get_table", f"{PROJECT}.prod_lake.orders"),
         ("create_view", "orders", f"SELECT * FROM `{PROJECT}.prod_lake.orders__*`", True),
         ("create_table", staging_names[1], None, None, True, False),
         ("load", "_staging_quarantine"),
         ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__shard_01"),
+        # A NULL shard (a landed file's rows) is the empty part of the name.
+        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__"),
+        ("list_tables", f"{PROJECT}.prod_lake"),
         (
             "create_table",
             "quarantine__orders__shard_01",
@@ -264,9 +303,6 @@ def test_first_write_creates_datasets_and_partitioned_targets_then_one_script(
             False,
             True,
         ),
-        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__shard_01"),
-        # A NULL shard (a landed file's rows) is the empty part of the name.
-        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__"),
         (
             "create_table",
             "quarantine__orders__",
@@ -275,6 +311,8 @@ def test_first_write_creates_datasets_and_partitioned_targets_then_one_script(
             False,
             True,
         ),
+        ("list_tables", f"{PROJECT}.prod_lake"),
+        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__shard_01"),
         ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__"),
         ("get_table", f"{PROJECT}.prod_lake.quarantine"),
         ("create_view", "quarantine", f"SELECT * FROM `{PROJECT}.prod_lake.quarantine__*`", True),
@@ -371,7 +409,7 @@ def test_a_table_left_from_before_the_split_is_refused_before_anything_is_writte
 ) -> None:
     """`lake.orders` written as one table by an older Minato: the per-shard tables would be
     read by nobody, so the write stops with what to do, before the transaction."""
-    fake_client.tables[f"{PROJECT}.prod_lake.orders"] = ORDERS.column_names
+    fake_client.tables[f"{PROJECT}.prod_lake.orders"] = _bigquery_schema(ORDERS.schema)
 
     with pytest.raises(RuntimeError, match=r"prod_lake\.orders is a table; Minato now writes"):
         warehouse().replace_partitions_atomically(WRITES[:1])
@@ -439,7 +477,7 @@ def test_columns_new_in_the_data_take_one_alter_before_the_transaction(
 ) -> None:
     """Schema drift: the target exists without `coupon` and `discount`; one ALTER (one table
     metadata update, however many columns) adds both, older rows read NULL."""
-    fake_client.tables[f"{PROJECT}.prod_lake.orders"] = ORDERS.column_names
+    fake_client.tables[f"{PROJECT}.prod_lake.orders"] = _bigquery_schema(ORDERS.schema)
     drifted = ORDERS.append_column(
         "coupon", pa.array([None, "SPRING26"], pa.string())
     ).append_column("discount", pa.array([None, "150.00"], pa.string()).cast(pa.decimal128(12, 2)))
@@ -489,7 +527,10 @@ def test_streamed_chunks_are_one_load_per_table_and_a_discarded_scope_never_leav
     assert loaded.to_pydict()["order_id"] == ["1", "2"]
     assert loaded.to_pydict()["coupon"] == [None, "WINTER"]
     # The target is created from the union of the chunks' columns.
-    assert fake_client.tables[f"{PROJECT}.prod_lake.orders"] == [*ORDERS.column_names, "coupon"]
+    assert [f.name for f in fake_client.tables[f"{PROJECT}.prod_lake.orders"]] == [
+        *ORDERS.column_names,
+        "coupon",
+    ]
 
 
 def test_a_target_without_any_append_is_refused(fake_client: FakeBigQueryClient) -> None:
