@@ -83,7 +83,8 @@ class FakeBigQueryClient:
         self.fail_query: Exception | None = None
         self.fail_load_number: int | None = None
         self.query_rows: pa.Table | None = None
-        self.after_create: Callable[[], None] | None = None  # a parallel writer's move
+        # A parallel writer's move, right after a table (by name) is created.
+        self.after_create: Callable[[str], None] | None = None
 
     def get_dataset(self, reference):
         if reference.dataset_id not in self.datasets:
@@ -123,7 +124,7 @@ class FakeBigQueryClient:
             f"{table.project}.{table.dataset_id}.{table.table_id}", list(table.schema)
         )
         if self.after_create is not None:
-            self.after_create()
+            self.after_create(table.table_id)
 
     def list_tables(self, dataset: str) -> list[bigquery.table.TableListItem]:
         self.calls.append(("list_tables", dataset))
@@ -506,6 +507,167 @@ def test_columns_new_in_the_data_take_one_alter_before_the_transaction(
     [alter] = sqlglot.parse(fake_client.queries[0]["sql"], read="bigquery")
     assert [a.name for a in alter.args["actions"]] == ["coupon", "discount"]
     assert fake_client.deleted == [(staging, True)]
+
+
+LAKE = f"{PROJECT}.prod_lake"
+DAY = dt.date(2026, 1, 2)
+# A client of one shard added an INT column.
+WITH_POINTS = ORDERS.append_column("points", pa.array([7, None], pa.int64()))
+
+
+def _existing_shard_tables(client: FakeBigQueryClient, rows: pa.Table, shards: range) -> None:
+    """The physical tables of `lake.orders` for `shards` and its view, as earlier writes left
+    them (with `rows`' columns); the datasets exist."""
+    client.datasets = {f"prod_{spec.name}" for spec in datasets()}
+    for n in shards:
+        client.tables[f"{LAKE}.orders__shard_{n:02d}"] = _bigquery_schema(rows.schema)
+    client.views.add(f"{LAKE}.orders")
+
+
+def _write_shard(shard: str, rows: pa.Table) -> None:
+    rows = rows.set_column(3, "_shard", pa.array([shard] * len(rows)))
+    warehouse().replace_partitions_atomically(
+        [PartitionWrite("lake", "orders", rows, ("_business_day", "_shard"), ((DAY, shard),))]
+    )
+
+
+def _columns(client: FakeBigQueryClient, table: str) -> list[tuple[str, str]]:
+    return [(f.name, f.field_type) for f in client.tables[f"{LAKE}.{table}"]]
+
+
+def test_a_column_new_on_one_shard_is_added_to_every_shard_table(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """Schema drift on shard_02 of four: its table and each sibling get the column by one ALTER
+    each (the view shows the newest table's columns, and any of them may be the newest); a
+    second look at all four finds nothing left, then the one script runs."""
+    _existing_shard_tables(fake_client, ORDERS, range(1, 5))
+
+    _write_shard("shard_02", WITH_POINTS)
+
+    shard = [f"{LAKE}.orders__shard_{n:02d}" for n in range(5)]
+    assert fake_client.calls[2:] == [  # after the staging table and its load
+        ("get_table", shard[2]),
+        ("list_tables", LAKE),
+        ("get_table", shard[1]),
+        ("get_table", shard[3]),
+        ("get_table", shard[4]),
+        *[("query", "ALTER TABLE")] * 4,
+        ("list_tables", LAKE),
+        ("get_table", shard[2]),
+        ("get_table", shard[1]),
+        ("get_table", shard[3]),
+        ("get_table", shard[4]),
+        ("get_table", f"{LAKE}.orders"),
+        ("query", "BEGIN TRANSACTION;\nDELETE"),
+    ]
+    assert [q["sql"] for q in fake_client.queries[:4]] == [
+        f"ALTER TABLE `{shard[n]}` ADD COLUMN IF NOT EXISTS `points` INT64;" for n in (2, 1, 3, 4)
+    ]
+    for n in range(1, 5):
+        assert _columns(fake_client, f"orders__shard_{n:02d}")[-1] == ("points", "INT64")
+
+
+def test_a_new_shard_table_is_created_with_the_columns_its_siblings_gained(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """shard_04's first write lacks `points`, which the three older tables have: its table,
+    the newest and so the one whose columns the view shows, is created with `points` too;
+    nothing is altered."""
+    _existing_shard_tables(fake_client, WITH_POINTS, range(1, 4))
+
+    _write_shard("shard_04", ORDERS)
+
+    shard = [f"{LAKE}.orders__shard_{n:02d}" for n in range(5)]
+    assert fake_client.calls[2:] == [
+        ("get_table", shard[4]),
+        ("list_tables", LAKE),
+        ("get_table", shard[1]),
+        ("get_table", shard[2]),
+        ("get_table", shard[3]),
+        ("create_table", "orders__shard_04", "_business_day", ["_shard"], False, True),
+        ("list_tables", LAKE),
+        ("get_table", shard[4]),
+        ("get_table", shard[1]),
+        ("get_table", shard[2]),
+        ("get_table", shard[3]),
+        ("get_table", f"{LAKE}.orders"),
+        ("query", "BEGIN TRANSACTION;\nDELETE"),
+    ]
+    assert _columns(fake_client, "orders__shard_04") == _columns(fake_client, "orders__shard_01")
+    assert _columns(fake_client, "orders__shard_04")[-1] == ("points", "INT64")
+    # The write inserts its own columns; `points` reads NULL for its rows.
+    [script] = [q["sql"] for q in fake_client.queries]
+    assert "`points`" not in script
+
+
+def test_a_column_added_by_a_parallel_writer_while_creating_is_picked_up(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """Between the first look at the siblings and the creation of shard_04's table, another
+    shard's writer adds `coupon` to shard_01's table: the second look finds it and adds it to
+    the new table and to the siblings still without it (ADD COLUMN IF NOT EXISTS: harmless
+    where that writer is quicker)."""
+    _existing_shard_tables(fake_client, ORDERS, range(1, 4))
+
+    def parallel_writer(created: str) -> None:
+        if created == "orders__shard_04":
+            fake_client.tables[f"{LAKE}.orders__shard_01"].append(
+                bigquery.SchemaField("coupon", "STRING")
+            )
+
+    fake_client.after_create = parallel_writer
+
+    _write_shard("shard_04", ORDERS)
+
+    assert [q["sql"] for q in fake_client.queries[:-1]] == [
+        f"ALTER TABLE `{LAKE}.orders__shard_{n:02d}` ADD COLUMN IF NOT EXISTS `coupon` STRING;"
+        for n in (4, 2, 3)
+    ]
+    for n in range(1, 5):
+        assert _columns(fake_client, f"orders__shard_{n:02d}")[-1] == ("coupon", "STRING")
+
+
+def test_without_drift_a_write_only_looks_at_its_own_table(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """The common case: no new column, no new table: one tables.get, no listing, no ALTER."""
+    _existing_shard_tables(fake_client, WITH_POINTS, range(1, 5))
+
+    _write_shard("shard_02", WITH_POINTS)
+    _write_shard("shard_03", ORDERS)  # a write without a column the tables have
+
+    staging = ("create_table", "load")  # the staging table and its load, per write
+    assert [c for c in fake_client.calls if c[0] not in staging] == [
+        ("get_table", f"{LAKE}.orders__shard_02"),
+        ("get_table", f"{LAKE}.orders"),
+        ("query", "BEGIN TRANSACTION;\nDELETE"),
+        ("get_table", f"{LAKE}.orders__shard_03"),
+        ("get_table", f"{LAKE}.orders"),
+        ("query", "BEGIN TRANSACTION;\nDELETE"),
+    ]
+    created = [c[1] for c in fake_client.calls if c[0] == "create_table"]
+    assert created == [staging.split(".")[-1] for staging, _ in fake_client.deleted]
+
+
+def test_a_column_with_another_type_on_a_sibling_is_refused_before_any_change(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """shard_01's table has `points` as text; shard_02's client sends integers: the view could
+    not read the column, so the write stops, naming the table, the column and both types."""
+    _existing_shard_tables(fake_client, ORDERS, range(1, 4))
+    fake_client.tables[f"{LAKE}.orders__shard_01"].append(bigquery.SchemaField("points", "STRING"))
+
+    with pytest.raises(ValueError) as refused:
+        _write_shard("shard_02", WITH_POINTS)
+
+    assert str(refused.value) == (
+        "lake.orders: column 'points' is STRING in prod_lake.orders__shard_01 but INT64 in "
+        "this write; the view over its physical tables cannot read one column with two types "
+        "(cast the data, or convert the tables' column to one type)"
+    )
+    assert fake_client.queries == []
+    assert _columns(fake_client, "orders__shard_02") == _columns(fake_client, "orders__shard_03")
 
 
 def test_streamed_chunks_are_one_load_per_table_and_a_discarded_scope_never_leaves(

@@ -209,7 +209,8 @@ class BigQueryWarehouse(Warehouse):
         ids = [self._table_id(piece.schema, piece.table) for piece in physical]
         known = {table_id: _get_table(client, table_id) for table_id in ids}
         existing = [table for table in known.values() if table is not None]
-        columns = column_union(target.table, written, existing)  # refuses a changed type
+        # Refuses a column whose type changed (see `column_union`).
+        columns = column_union(f"{target.schema}.{target.table}", written, existing)
         if len(existing) == len(ids) and not any(missing_columns(t, columns) for t in existing):
             return
         self._complete_physical(client, target, ids, schema, known)
@@ -233,7 +234,7 @@ class BigQueryWarehouse(Warehouse):
             for table_id in dict.fromkeys([*ids, *listed])
         }
         present = [table for table in tables.values() if table is not None]
-        columns = column_union(target.table, _bigquery_schema(schema), present)
+        columns = column_union(f"{target.schema}.{target.table}", _bigquery_schema(schema), present)
         for table_id in ids:
             if tables[table_id] is None:
                 self._create_table(client, table_id, target, schema, columns)

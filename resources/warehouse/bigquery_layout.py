@@ -168,10 +168,12 @@ def column_union(table: str, written: Sequence[Any], tables: Sequence[Any]) -> l
     A column with two types is refused, naming both: the wildcard reads a table whose column
     has another type than the newest table's with an error ("Cannot read field of type X as
     Y"), so the view would fail for every reader. Names compare case-insensitively, as in
-    BigQuery."""
+    BigQuery. The columns come back typed by their GoogleSQL names (INT64, not INTEGER as
+    tables.get answers): the names DDL takes."""
+    from google.cloud import bigquery
     from google.cloud.bigquery.schema import LEGACY_TO_STANDARD_TYPES
 
-    union: dict[str, tuple[Any, str, str]] = {}  # lower name -> (field, type, where)
+    union: dict[str, tuple[str, str, str]] = {}  # lower name -> (name, type, where)
     newest_first = sorted(tables, key=lambda t: t.created, reverse=True)
     sources = [(f"{t.dataset_id}.{t.table_id}", t.schema) for t in newest_first]
     for where, fields in [*sources, ("this write", written)]:
@@ -179,14 +181,14 @@ def column_union(table: str, written: Sequence[Any], tables: Sequence[Any]) -> l
             # tables.get answers in legacy names (INTEGER), a write's fields are typed INT64.
             standard = LEGACY_TO_STANDARD_TYPES.get(field.field_type.upper())
             kind = standard.value if standard else field.field_type.upper()
-            seen = union.setdefault(field.name.lower(), (field, kind, where))
+            seen = union.setdefault(field.name.lower(), (field.name, kind, where))
             if seen[1] != kind:
                 raise ValueError(
                     f"{table}: column {field.name!r} is {seen[1]} in {seen[2]} but {kind} in "
                     f"{where}; the view over its physical tables cannot read one column with "
                     "two types (cast the data, or convert the tables' column to one type)"
                 )
-    return [field for field, _, _ in union.values()]
+    return [bigquery.SchemaField(name, kind) for name, kind, _ in union.values()]
 
 
 def missing_columns(table: Any, columns: Sequence[Any]) -> list[Any]:
