@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -28,7 +29,12 @@ from resources.settings import REPO_ROOT
 from resources.shards import ShardSource
 from resources.warehouse import BigQueryWarehouse, DuckDBWarehouse, PartitionWrite, Warehouse
 from resources.warehouse.datasets import datasets
-from tests.bigquery_emulator import Emulator, dbt_project_for, emulator_warehouse
+from tests.bigquery_emulator import (
+    Emulator,
+    EmulatorWarehouse,
+    dbt_project_for,
+    emulator_warehouse,
+)
 from tests.test_bigquery_pruning import LARGE_LAKE_TABLES, is_shard_lake_table, unfiltered_reads
 
 DAY = dt.date(2026, 11, 20)
@@ -382,3 +388,65 @@ def _incremental_cleansing_equals_rebuild(
     for schema, table in tables:
         rows = bigquery.query_arrow(f"SELECT * FROM {bigquery.qualified(schema, table)}")
         assert _model_fingerprint(rows) == rebuilt[(schema, table)], table
+
+
+def test_a_column_drifted_in_on_one_shard_shows_in_the_view_for_every_shard(
+    bigquery_emulator: Emulator,
+) -> None:
+    """shard_01 and shard_02 of a day, then shard_02 again with a new INT column, then a new
+    shard_03 without it: the view `lake.orders` has the column, with shard_02's values and NULL
+    for the other shards, and every row of the three.
+
+    The emulator does not resolve a wildcard's schema as BigQuery does (from the newest table,
+    hiding what it lacks): it unions the tables by position and fails when their columns
+    differ. So before every physical table got the union of the columns this read failed
+    outright (it does without the fix); the exact metadata requests that keep the union are
+    asserted on the fake client (tests/test_bigquery_warehouse.py)."""
+    warehouse = _ColumnsAfterAlterWarehouse(
+        project=bigquery_emulator.project,
+        rest_url=bigquery_emulator.rest_url,
+        dataset_prefix="drift_",
+    )
+
+    def write(shard: str, rows: pa.Table) -> None:
+        warehouse.replace_partitions_atomically(
+            [PartitionWrite("lake", "orders", rows, ("_business_day", "_shard"), ((DAY, shard),))]
+        )
+
+    write("shard_01", _shard_rows("shard_01", DAY))
+    write("shard_02", _shard_rows("shard_02", DAY))
+    points = pa.array([10, 20, None], pa.int64())
+    write("shard_02", _shard_rows("shard_02", DAY).append_column("points", points))
+    write("shard_03", _shard_rows("shard_03", DAY))
+
+    rows = warehouse.query_arrow(
+        f"SELECT order_id, _shard, points FROM {warehouse.qualified('lake', 'orders')} "
+        "ORDER BY order_id"
+    ).to_pylist()
+    assert rows == [
+        {"order_id": f"{shard}-{i}", "_shard": shard, "points": value}
+        for shard, values in (
+            ("shard_01", [None] * 3),
+            ("shard_02", [10, 20, None]),
+            ("shard_03", [None] * 3),
+        )
+        for i, value in enumerate(values)
+    ]
+
+
+class _ColumnsAfterAlterWarehouse(EmulatorWarehouse):
+    """The emulator's tables.get does not show a column `ALTER TABLE … ADD COLUMN` added (the
+    table has it: queries read it). Here a table's columns are those a query of it returns."""
+
+    def _client(self) -> Any:
+        client = super()._client()
+        get_table = client.get_table
+
+        def get_table_with_its_columns(table_id: str) -> Any:
+            table = get_table(table_id)
+            if table.table_type == "TABLE":
+                table.schema = client.query(f"SELECT * FROM `{table_id}` LIMIT 0").result().schema
+            return table
+
+        client.get_table = get_table_with_its_columns
+        return client

@@ -25,6 +25,7 @@ from assets.ingestion.shard_load import lake_target
 from assets.partitions import partition_range_tags
 from resources.settings import REPO_ROOT
 from resources.warehouse import PartitionWrite
+from resources.warehouse.bigquery import _bigquery_schema
 from resources.warehouse.bigquery_layout import PHYSICAL_SEPARATOR
 from tests.test_bigquery_warehouse import (
     ORDERS,
@@ -233,7 +234,7 @@ def test_shard_lake_tables_require_a_day_filter_and_older_ones_get_it_once(
     """A shard lake table is created with `require_partition_filter`; one created before the
     option gets it by one metadata update, and later writes update nothing."""
     old = f"{PROJECT}.prod_lake.orders__shard_03"
-    fake_client.tables[old] = ORDERS.schema.names
+    fake_client.tables[old] = _bigquery_schema(ORDERS.schema)
     for shard in ("shard_02", "shard_03", "shard_03"):
         target = lake_target("orders", [("2026-11-20", shard)])
         with warehouse().partition_sink([target]) as sink:
@@ -256,10 +257,10 @@ def test_the_row_count_of_a_filtered_lake_table_comes_from_metadata(
     the day column): the lake's row count is the sum of its physical tables' metadata."""
     fake_client.views.add(f"{PROJECT}.prod_lake.orders")
     for shard, rows in (("shard_01", 5), ("shard_02", 7)):
-        fake_client.tables[f"{PROJECT}.prod_lake.orders__{shard}"] = ORDERS.schema.names
+        fake_client.tables[f"{PROJECT}.prod_lake.orders__{shard}"] = _bigquery_schema(ORDERS.schema)
         fake_client.num_rows[f"{PROJECT}.prod_lake.orders__{shard}"] = rows
     # Another logical table's physical tables are not counted.
-    fake_client.tables[f"{PROJECT}.prod_lake.order_items__shard_01"] = ["x"]
+    fake_client.tables[f"{PROJECT}.prod_lake.order_items__shard_01"] = []
     fake_client.num_rows[f"{PROJECT}.prod_lake.order_items__shard_01"] = 100
     assert warehouse().row_count("lake", "orders") == 12
     assert fake_client.queries == []

@@ -4,6 +4,7 @@ predicate / literal rendering of both dialects."""
 import datetime as dt
 import io
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -30,12 +31,14 @@ from resources.warehouse import (
     partition_predicate,
     sql_literal,
 )
-from resources.warehouse.bigquery import _bigquery_type
+from resources.warehouse.bigquery import _bigquery_schema, _bigquery_type
 from resources.warehouse.bigquery_labels import label_value
 from resources.warehouse.datasets import datasets
 from tests.tables import replace_table
 
 PROJECT = "minato-prod"
+# What tables.get answers for the types Minato writes.
+LEGACY_TYPES = {"INT64": "INTEGER", "FLOAT64": "FLOAT", "BOOL": "BOOLEAN"}
 
 
 # What a finished query job reports (load jobs report no bytes billed).
@@ -66,11 +69,12 @@ class FakeJob:
 
 class FakeBigQueryClient:
     """Records what the warehouse asks BigQuery to do, in order; fails on request. Tables it
-    created (or that a test puts in `tables`) exist; others raise NotFound."""
+    created (or that a test puts in `tables`) exist, in that order of creation, and gain the
+    columns an `ALTER TABLE … ADD COLUMN` adds; others raise NotFound."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
-        self.tables: dict[str, list[str]] = {}  # table id -> column names
+        self.tables: dict[str, list[bigquery.SchemaField]] = {}  # table id -> columns
         self.views: set[str] = set()  # view ids
         self.require_filter: set[str] = set()  # table ids that refuse queries without a day filter
         self.num_rows: dict[str, int] = {}  # table id -> rows, as table metadata reports them
@@ -81,6 +85,8 @@ class FakeBigQueryClient:
         self.fail_query: Exception | None = None
         self.fail_load_number: int | None = None
         self.query_rows: pa.Table | None = None
+        # A parallel writer's move, right after a table (by name) is created.
+        self.after_create: Callable[[str], None] | None = None
 
     def get_dataset(self, reference):
         if reference.dataset_id not in self.datasets:
@@ -117,9 +123,26 @@ class FakeBigQueryClient:
             )
         )
         table_id = f"{table.project}.{table.dataset_id}.{table.table_id}"
-        self.tables.setdefault(table_id, [field.name for field in table.schema])
+        self.tables.setdefault(table_id, list(table.schema))
         if table.require_partition_filter:
             self.require_filter.add(table_id)
+        if self.after_create is not None:
+            self.after_create(table.table_id)
+
+    def list_tables(self, dataset: str) -> list[bigquery.table.TableListItem]:
+        self.calls.append(("list_tables", dataset))
+        return [
+            bigquery.table.TableListItem(
+                {
+                    "tableReference": dict(
+                        zip(("projectId", "datasetId", "tableId"), table_id.split("."), strict=True)
+                    ),
+                    "type": "VIEW" if table_id in self.views else "TABLE",
+                }
+            )
+            for table_id in [*self.tables, *self.views]
+            if table_id.rsplit(".", 1)[0] == dataset
+        ]
 
     def get_table(self, table_id):
         self.calls.append(("get_table", table_id))
@@ -129,12 +152,17 @@ class FakeBigQueryClient:
             return view
         if table_id not in self.tables:
             raise NotFound(table_id)
-        table = bigquery.Table(
-            table_id, schema=[bigquery.SchemaField(n, "STRING") for n in self.tables[table_id]]
-        )
+        # BigQuery answers in legacy type names (INTEGER for INT64); creation order is the
+        # order of `tables`.
+        schema = [
+            bigquery.SchemaField(f.name, LEGACY_TYPES.get(f.field_type, f.field_type))
+            for f in self.tables[table_id]
+        ]
+        table = bigquery.Table(table_id, schema=schema)
         table._properties["type"] = "TABLE"
         table.require_partition_filter = table_id in self.require_filter
         table._properties["numRows"] = str(self.num_rows.get(table_id, 0))
+        table._properties["creationTime"] = str(1_000 * list(self.tables).index(table_id))
         return table
 
     def update_table(self, table, fields):
@@ -142,20 +170,6 @@ class FakeBigQueryClient:
         if table.require_partition_filter:
             self.require_filter.add(f"{table.project}.{table.dataset_id}.{table.table_id}")
         return table
-
-    def list_tables(self, dataset):
-        self.calls.append(("list_tables", dataset))
-        return [
-            bigquery.table.TableListItem(
-                {
-                    "tableReference": {"projectId": project, "datasetId": name, "tableId": table},
-                    "type": "VIEW" if t in self.views else "TABLE",
-                }
-            )
-            for t in sorted(self.tables.keys() | self.views)
-            for project, name, table in [t.split(".")]
-            if f"{project}.{name}" == dataset
-        ]
 
     def load_table_from_file(self, file_obj, destination, job_config=None) -> FakeJob:
         self.loads.append(
@@ -183,6 +197,13 @@ class FakeBigQueryClient:
             }
         )
         self.calls.append(("query", sql.split(" ", 2)[0] + " " + sql.split(" ", 2)[1]))
+        if sql.startswith("ALTER TABLE ") and self.fail_query is None:
+            alter = sqlglot.parse_one(sql, read="bigquery")
+            columns = self.tables[".".join(p.name for p in alter.this.parts)]
+            for action in alter.args["actions"]:
+                columns.append(
+                    bigquery.SchemaField(action.name, action.args["kind"].sql("bigquery"))
+                )
         return FakeJob(error=self.fail_query, rows=self.query_rows, statistics=QUERY_STATISTICS)
 
     def delete_table(self, table, not_found_ok=False) -> None:
@@ -268,18 +289,24 @@ def test_first_write_creates_datasets_and_partitioned_targets_then_one_script(
             for spec in datasets()
         ],
         # Per target: a typed staging table with an expiry, one load, then its physical tables
-        # (one per shard, created day-partitioned and clustered on first write) and the view
-        # reading them under the target's name, all outside the transaction.
+        # (one per shard, created day-partitioned and clustered on first write, with the
+        # columns of their siblings, listed before and after) and the view reading them under
+        # the target's name, all outside the transaction.
         ("create_table", staging_names[0], None, None, True, False),
         ("load", "_staging_orders"),
         ("get_table", f"{PROJECT}.prod_lake.orders__shard_01"),
+        ("list_tables", f"{PROJECT}.prod_lake"),
         ("create_table", "orders__shard_01", "_business_day", ["_shard"], False, True),
+        ("list_tables", f"{PROJECT}.prod_lake"),
         ("get_table", f"{PROJECT}.prod_lake.orders__shard_01"),
         ("get_table", f"{PROJECT}.prod_lake.orders"),
         ("create_view", "orders", f"SELECT * FROM `{PROJECT}.prod_lake.orders__*`", True),
         ("create_table", staging_names[1], None, None, True, False),
         ("load", "_staging_quarantine"),
         ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__shard_01"),
+        # A NULL shard (a landed file's rows) is the empty part of the name.
+        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__"),
+        ("list_tables", f"{PROJECT}.prod_lake"),
         (
             "create_table",
             "quarantine__orders__shard_01",
@@ -288,9 +315,6 @@ def test_first_write_creates_datasets_and_partitioned_targets_then_one_script(
             False,
             True,
         ),
-        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__shard_01"),
-        # A NULL shard (a landed file's rows) is the empty part of the name.
-        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__"),
         (
             "create_table",
             "quarantine__orders__",
@@ -299,6 +323,8 @@ def test_first_write_creates_datasets_and_partitioned_targets_then_one_script(
             False,
             True,
         ),
+        ("list_tables", f"{PROJECT}.prod_lake"),
+        ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__shard_01"),
         ("get_table", f"{PROJECT}.prod_lake.quarantine__orders__"),
         ("get_table", f"{PROJECT}.prod_lake.quarantine"),
         ("create_view", "quarantine", f"SELECT * FROM `{PROJECT}.prod_lake.quarantine__*`", True),
@@ -395,7 +421,7 @@ def test_a_table_left_from_before_the_split_is_refused_before_anything_is_writte
 ) -> None:
     """`lake.orders` written as one table by an older Minato: the per-shard tables would be
     read by nobody, so the write stops with what to do, before the transaction."""
-    fake_client.tables[f"{PROJECT}.prod_lake.orders"] = ORDERS.column_names
+    fake_client.tables[f"{PROJECT}.prod_lake.orders"] = _bigquery_schema(ORDERS.schema)
 
     with pytest.raises(RuntimeError, match=r"prod_lake\.orders is a table; Minato now writes"):
         warehouse().replace_partitions_atomically(WRITES[:1])
@@ -463,7 +489,7 @@ def test_columns_new_in_the_data_take_one_alter_before_the_transaction(
 ) -> None:
     """Schema drift: the target exists without `coupon` and `discount`; one ALTER (one table
     metadata update, however many columns) adds both, older rows read NULL."""
-    fake_client.tables[f"{PROJECT}.prod_lake.orders"] = ORDERS.column_names
+    fake_client.tables[f"{PROJECT}.prod_lake.orders"] = _bigquery_schema(ORDERS.schema)
     drifted = ORDERS.append_column(
         "coupon", pa.array([None, "SPRING26"], pa.string())
     ).append_column("discount", pa.array([None, "150.00"], pa.string()).cast(pa.decimal128(12, 2)))
@@ -494,6 +520,167 @@ def test_columns_new_in_the_data_take_one_alter_before_the_transaction(
     assert fake_client.deleted == [(staging, True)]
 
 
+LAKE = f"{PROJECT}.prod_lake"
+DAY = dt.date(2026, 1, 2)
+# A client of one shard added an INT column.
+WITH_POINTS = ORDERS.append_column("points", pa.array([7, None], pa.int64()))
+
+
+def _existing_shard_tables(client: FakeBigQueryClient, rows: pa.Table, shards: range) -> None:
+    """The physical tables of `lake.orders` for `shards` and its view, as earlier writes left
+    them (with `rows`' columns); the datasets exist."""
+    client.datasets = {f"prod_{spec.name}" for spec in datasets()}
+    for n in shards:
+        client.tables[f"{LAKE}.orders__shard_{n:02d}"] = _bigquery_schema(rows.schema)
+    client.views.add(f"{LAKE}.orders")
+
+
+def _write_shard(shard: str, rows: pa.Table) -> None:
+    rows = rows.set_column(3, "_shard", pa.array([shard] * len(rows)))
+    warehouse().replace_partitions_atomically(
+        [PartitionWrite("lake", "orders", rows, ("_business_day", "_shard"), ((DAY, shard),))]
+    )
+
+
+def _columns(client: FakeBigQueryClient, table: str) -> list[tuple[str, str]]:
+    return [(f.name, f.field_type) for f in client.tables[f"{LAKE}.{table}"]]
+
+
+def test_a_column_new_on_one_shard_is_added_to_every_shard_table(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """Schema drift on shard_02 of four: its table and each sibling get the column by one ALTER
+    each (the view shows the newest table's columns, and any of them may be the newest); a
+    second look at all four finds nothing left, then the one script runs."""
+    _existing_shard_tables(fake_client, ORDERS, range(1, 5))
+
+    _write_shard("shard_02", WITH_POINTS)
+
+    shard = [f"{LAKE}.orders__shard_{n:02d}" for n in range(5)]
+    assert fake_client.calls[2:] == [  # after the staging table and its load
+        ("get_table", shard[2]),
+        ("list_tables", LAKE),
+        ("get_table", shard[1]),
+        ("get_table", shard[3]),
+        ("get_table", shard[4]),
+        *[("query", "ALTER TABLE")] * 4,
+        ("list_tables", LAKE),
+        ("get_table", shard[2]),
+        ("get_table", shard[1]),
+        ("get_table", shard[3]),
+        ("get_table", shard[4]),
+        ("get_table", f"{LAKE}.orders"),
+        ("query", "BEGIN TRANSACTION;\nDELETE"),
+    ]
+    assert [q["sql"] for q in fake_client.queries[:4]] == [
+        f"ALTER TABLE `{shard[n]}` ADD COLUMN IF NOT EXISTS `points` INT64;" for n in (2, 1, 3, 4)
+    ]
+    for n in range(1, 5):
+        assert _columns(fake_client, f"orders__shard_{n:02d}")[-1] == ("points", "INT64")
+
+
+def test_a_new_shard_table_is_created_with_the_columns_its_siblings_gained(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """shard_04's first write lacks `points`, which the three older tables have: its table,
+    the newest and so the one whose columns the view shows, is created with `points` too;
+    nothing is altered."""
+    _existing_shard_tables(fake_client, WITH_POINTS, range(1, 4))
+
+    _write_shard("shard_04", ORDERS)
+
+    shard = [f"{LAKE}.orders__shard_{n:02d}" for n in range(5)]
+    assert fake_client.calls[2:] == [
+        ("get_table", shard[4]),
+        ("list_tables", LAKE),
+        ("get_table", shard[1]),
+        ("get_table", shard[2]),
+        ("get_table", shard[3]),
+        ("create_table", "orders__shard_04", "_business_day", ["_shard"], False, True),
+        ("list_tables", LAKE),
+        ("get_table", shard[4]),
+        ("get_table", shard[1]),
+        ("get_table", shard[2]),
+        ("get_table", shard[3]),
+        ("get_table", f"{LAKE}.orders"),
+        ("query", "BEGIN TRANSACTION;\nDELETE"),
+    ]
+    assert _columns(fake_client, "orders__shard_04") == _columns(fake_client, "orders__shard_01")
+    assert _columns(fake_client, "orders__shard_04")[-1] == ("points", "INT64")
+    # The write inserts its own columns; `points` reads NULL for its rows.
+    [script] = [q["sql"] for q in fake_client.queries]
+    assert "`points`" not in script
+
+
+def test_a_column_added_by_a_parallel_writer_while_creating_is_picked_up(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """Between the first look at the siblings and the creation of shard_04's table, another
+    shard's writer adds `coupon` to shard_01's table: the second look finds it and adds it to
+    the new table and to the siblings still without it (ADD COLUMN IF NOT EXISTS: harmless
+    where that writer is quicker)."""
+    _existing_shard_tables(fake_client, ORDERS, range(1, 4))
+
+    def parallel_writer(created: str) -> None:
+        if created == "orders__shard_04":
+            fake_client.tables[f"{LAKE}.orders__shard_01"].append(
+                bigquery.SchemaField("coupon", "STRING")
+            )
+
+    fake_client.after_create = parallel_writer
+
+    _write_shard("shard_04", ORDERS)
+
+    assert [q["sql"] for q in fake_client.queries[:-1]] == [
+        f"ALTER TABLE `{LAKE}.orders__shard_{n:02d}` ADD COLUMN IF NOT EXISTS `coupon` STRING;"
+        for n in (4, 2, 3)
+    ]
+    for n in range(1, 5):
+        assert _columns(fake_client, f"orders__shard_{n:02d}")[-1] == ("coupon", "STRING")
+
+
+def test_without_drift_a_write_only_looks_at_its_own_table(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """The common case: no new column, no new table: one tables.get, no listing, no ALTER."""
+    _existing_shard_tables(fake_client, WITH_POINTS, range(1, 5))
+
+    _write_shard("shard_02", WITH_POINTS)
+    _write_shard("shard_03", ORDERS)  # a write without a column the tables have
+
+    staging = ("create_table", "load")  # the staging table and its load, per write
+    assert [c for c in fake_client.calls if c[0] not in staging] == [
+        ("get_table", f"{LAKE}.orders__shard_02"),
+        ("get_table", f"{LAKE}.orders"),
+        ("query", "BEGIN TRANSACTION;\nDELETE"),
+        ("get_table", f"{LAKE}.orders__shard_03"),
+        ("get_table", f"{LAKE}.orders"),
+        ("query", "BEGIN TRANSACTION;\nDELETE"),
+    ]
+    created = [c[1] for c in fake_client.calls if c[0] == "create_table"]
+    assert created == [staging.split(".")[-1] for staging, _ in fake_client.deleted]
+
+
+def test_a_column_with_another_type_on_a_sibling_is_refused_before_any_change(
+    fake_client: FakeBigQueryClient,
+) -> None:
+    """shard_01's table has `points` as text; shard_02's client sends integers: the view could
+    not read the column, so the write stops, naming the table, the column and both types."""
+    _existing_shard_tables(fake_client, ORDERS, range(1, 4))
+    fake_client.tables[f"{LAKE}.orders__shard_01"].append(bigquery.SchemaField("points", "STRING"))
+
+    with pytest.raises(ValueError) as refused:
+        _write_shard("shard_02", WITH_POINTS)
+
+    assert str(refused.value) == (
+        "lake.orders: column 'points' is STRING in prod_lake.orders__shard_01 but INT64 in "
+        "this write; the view over its physical tables cannot read one column with two types "
+        "(cast the data, or convert the tables' column to one type)"
+    )
+    assert fake_client.queries == []
+    assert _columns(fake_client, "orders__shard_02") == _columns(fake_client, "orders__shard_03")
+
+
 def test_streamed_chunks_are_one_load_per_table_and_a_discarded_scope_never_leaves(
     fake_client: FakeBigQueryClient,
 ) -> None:
@@ -513,7 +700,10 @@ def test_streamed_chunks_are_one_load_per_table_and_a_discarded_scope_never_leav
     assert loaded.to_pydict()["order_id"] == ["1", "2"]
     assert loaded.to_pydict()["coupon"] == [None, "WINTER"]
     # The target is created from the union of the chunks' columns.
-    assert fake_client.tables[f"{PROJECT}.prod_lake.orders"] == [*ORDERS.column_names, "coupon"]
+    assert [f.name for f in fake_client.tables[f"{PROJECT}.prod_lake.orders"]] == [
+        *ORDERS.column_names,
+        "coupon",
+    ]
 
 
 def test_a_target_without_any_append_is_refused(fake_client: FakeBigQueryClient) -> None:

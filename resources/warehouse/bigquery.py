@@ -18,8 +18,11 @@ from resources.settings import maximum_bytes_billed, minato_env
 from resources.warehouse.base import PartitionSink, PartitionTarget, Warehouse
 from resources.warehouse.bigquery_labels import job_labels, record_job
 from resources.warehouse.bigquery_layout import (
-    PHYSICAL_SEPARATOR,
+    TableLayout,
+    column_union,
     ensure_datasets,
+    missing_columns,
+    physical_table_ids,
     physical_targets,
     physical_view_query,
     table_layout,
@@ -112,20 +115,10 @@ class BigQueryWarehouse(Warehouse):
         found = client.get_table(table_id)
         if found.table_type != "VIEW":
             return int(found.num_rows or 0)
-        physical = self._physical_tables(client, schema, table)
+        physical = physical_table_ids(client, table_id.rsplit(".", 1)[0], table)
         if not physical:
             return super().row_count(schema, table)  # a view someone else defined
         return sum(int(client.get_table(table_id).num_rows or 0) for table_id in physical)
-
-    def _physical_tables(self, client: Any, schema: str, table: str) -> list[str]:
-        """The ids of the physical tables behind a split table's view."""
-        dataset = self._table_id(schema, table).rsplit(".", 1)[0]
-        prefix = f"{table}{PHYSICAL_SEPARATOR}"
-        return [
-            f"{dataset}.{item.table_id}"
-            for item in client.list_tables(dataset)
-            if item.table_id.startswith(prefix) and item.table_type == "TABLE"
-        ]
 
     def setup(self, tables: Sequence[tuple[PartitionTarget, pa.Schema]]) -> list[str]:
         """Create every dataset of the catalog and the given tables (partitioned, clustered),
@@ -148,10 +141,11 @@ class BigQueryWarehouse(Warehouse):
         view that reads them under its name); return them."""
         layout = table_layout(schema, target.partition_columns, target.require_day_filter)
         physical = physical_targets(target, layout)
-        for piece in physical:
-            self._prepare_target(client, piece, schema)
-        if physical != [target]:
-            self._ensure_view(client, target)
+        if physical == [target]:
+            self._prepare_target(client, target, schema, layout)
+            return physical
+        self._prepare_split(client, target, physical, schema, layout)
+        self._ensure_view(client, target)
         return physical
 
     def _ensure_datasets(self, client: Any) -> None:
@@ -189,33 +183,109 @@ class BigQueryWarehouse(Warehouse):
             job.result()
             record_job(job)
 
-    def _prepare_target(self, client: Any, target: PartitionTarget, schema: pa.Schema) -> None:
+    def _prepare_target(
+        self, client: Any, target: PartitionTarget, schema: pa.Schema, layout: TableLayout
+    ) -> None:
         """Create the target partitioned and clustered if it is missing; add the columns new in
         this write with one ALTER (one table metadata update, whatever the drift)."""
-        from google.api_core.exceptions import NotFound
+        table_id = self._table_id(target.schema, target.table)
+        existing = _get_table(client, table_id)
+        if existing is None:
+            # A parallel writer may create it first: then its columns are checked below.
+            self._create_table(client, table_id, layout, _bigquery_schema(schema))
+            existing = client.get_table(table_id)
+        _require_partition_filter(client, existing, layout)
+        self._add_columns(client, existing, _bigquery_schema(schema))
+
+    def _prepare_split(
+        self,
+        client: Any,
+        target: PartitionTarget,
+        physical: Sequence[PartitionTarget],
+        schema: pa.Schema,
+        layout: TableLayout,
+    ) -> None:
+        """Keep the invariant the view of a split target needs: every physical table has the
+        union of the columns any of them has or this write brings.
+
+        Why: BigQuery takes a wildcard table's schema from the most recently created table it
+        matches ("Query multiple tables using a wildcard table" -> "Schema used for query
+        evaluation", https://cloud.google.com/bigquery/docs/querying-wildcard-tables), so a
+        column only some shards' tables have is invisible in the view whenever another shard's
+        table is newer, and a new shard table without an older column hides that column from
+        every shard.
+
+        Common case, no new column: one tables.get per written table, nothing else. Otherwise
+        every physical table is listed and read (free metadata calls), a missing one is created
+        with the union (so the newest table, whose schema the view shows, has every column) and
+        each table that lacks columns gets one ALTER adding them all. Then everything is read
+        once more and completed: a parallel writer may have created a table, or added a column,
+        after the first read. Each writer changes before it reads again, so of two such writers
+        at least one sees the other's change (given that BigQuery's metadata reads see finished
+        creates and ALTERs). Left open: a table created, or a column added, by a third writer
+        after both second reads waits for the next write that brings a new column or a new
+        table; the views stay readable meanwhile, the column shows as NULL or not at all."""
+        written = _bigquery_schema(schema)
+        ids = [self._table_id(piece.schema, piece.table) for piece in physical]
+        known = {table_id: _get_table(client, table_id) for table_id in ids}
+        existing = [table for table in known.values() if table is not None]
+        for table in existing:
+            _require_partition_filter(client, table, layout)
+        # Refuses a column whose type changed (see `column_union`).
+        columns = column_union(f"{target.schema}.{target.table}", written, existing)
+        if len(existing) == len(ids) and not any(missing_columns(t, columns) for t in existing):
+            return
+        self._complete_physical(client, target, ids, schema, layout, known)
+        self._complete_physical(client, target, ids, schema, layout, {})
+
+    def _complete_physical(
+        self,
+        client: Any,
+        target: PartitionTarget,
+        ids: Sequence[str],
+        schema: pa.Schema,
+        layout: TableLayout,
+        known: dict[str, Any],
+    ) -> None:
+        """One round of `_prepare_split`: read every physical table of `target` (the written
+        ones, `ids`, and their siblings; `known` ones are not read again), create the missing
+        written ones with the union of all columns, add to each table the columns it lacks."""
+        dataset_id = self._table_id(target.schema, target.table).rsplit(".", 1)[0]
+        listed = physical_table_ids(client, dataset_id, target.table)
+        tables = {
+            table_id: known[table_id] if table_id in known else _get_table(client, table_id)
+            for table_id in dict.fromkeys([*ids, *listed])
+        }
+        present = [table for table in tables.values() if table is not None]
+        columns = column_union(f"{target.schema}.{target.table}", _bigquery_schema(schema), present)
+        for table_id in ids:
+            if tables[table_id] is None:
+                self._create_table(client, table_id, layout, columns)
+        for table in present:
+            self._add_columns(client, table, columns)
+
+    def _create_table(
+        self, client: Any, table_id: str, layout: TableLayout, columns: Sequence[Any]
+    ) -> None:
+        """Create `table_id` with `columns`, stored as `layout` says; a parallel writer may be
+        first (`exists_ok`)."""
         from google.cloud import bigquery
 
-        table_id = self._table_id(target.schema, target.table)
-        layout = table_layout(schema, target.partition_columns, target.require_day_filter)
-        try:
-            existing = client.get_table(table_id)
-        except NotFound:
-            table = layout.apply(bigquery.Table(table_id, schema=_bigquery_schema(schema)))
-            # A parallel writer may create it first: then its columns are checked below.
-            client.create_table(table, exists_ok=True)
-            existing = client.get_table(table_id)
-        if layout.require_partition_filter and not existing.require_partition_filter:
-            # A table created before the option existed: one metadata update, once.
-            existing.require_partition_filter = True
-            existing = client.update_table(existing, ["require_partition_filter"])
-        known = {field.name.lower() for field in existing.schema}
-        new = [field for field in schema if field.name.lower() not in known]
+        client.create_table(
+            layout.apply(bigquery.Table(table_id, schema=list(columns))), exists_ok=True
+        )
+
+    def _add_columns(self, client: Any, table: Any, columns: Sequence[Any]) -> None:
+        """Add the `columns` that `table` lacks, all in one ALTER (one table metadata update:
+        BigQuery rate-limits those per table)."""
+        new = missing_columns(table, columns)
         if new:
             added = ", ".join(
-                f"ADD COLUMN IF NOT EXISTS {quoted(f.name, '`')} {_bigquery_type(f.type)}"
-                for f in new
+                f"ADD COLUMN IF NOT EXISTS {quoted(f.name, '`')} {f.field_type}" for f in new
             )
-            self._run(client, f"ALTER TABLE {self.qualified(target.schema, target.table)} {added};")
+            # A sibling's name comes from a listing: validated like every name put into SQL.
+            name = validate_identifier(table.table_id, what="table")
+            self._run(client, f"ALTER TABLE `{table.project}.{table.dataset_id}.{name}` {added};")
 
     @contextlib.contextmanager
     def partition_sink(self, targets: Sequence[PartitionTarget]) -> Iterator[PartitionSink]:
@@ -281,6 +351,24 @@ class BigQueryWarehouse(Warehouse):
                 f"a view of that name. Copy its rows into the per-shard tables, then drop it "
                 '(README, "Going to production on BigQuery").'
             )
+
+
+def _require_partition_filter(client: Any, table: Any, layout: TableLayout) -> None:
+    """A table created before Minato required a day filter on it gets the option: one metadata
+    update, once."""
+    if layout.require_partition_filter and not table.require_partition_filter:
+        table.require_partition_filter = True
+        client.update_table(table, ["require_partition_filter"])
+
+
+def _get_table(client: Any, table_id: str) -> Any:
+    """The table, or None when it does not exist."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        return client.get_table(table_id)
+    except NotFound:
+        return None
 
 
 def _bigquery_schema(schema: pa.Schema) -> list[Any]:

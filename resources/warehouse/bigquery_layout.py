@@ -151,3 +151,55 @@ def physical_view_query(table_id: str) -> str:
     """The view under a split table's name: every physical table, by wildcard, so that a new
     shard needs no view update (one more metadata update per table that 24 runs would race)."""
     return f"SELECT * FROM `{table_id}{PHYSICAL_SEPARATOR}*`"
+
+
+def physical_table_ids(client: Any, dataset_id: str, table: str) -> list[str]:
+    """The physical tables behind the view of a split `table`: what its wildcard `<table>__*`
+    matches (tables only: a wildcard that matches a view fails anyway), sorted by id.
+
+    Listed with tables.list, not read from `INFORMATION_SCHEMA.COLUMNS`: listing is a free
+    metadata call that needs no slot, where the INFORMATION_SCHEMA query is a billed job (10 MB
+    minimum) queued like any other. Their columns then come from tables.get, free as well."""
+    prefix = f"{table}{PHYSICAL_SEPARATOR}"
+    return sorted(
+        f"{item.project}.{item.dataset_id}.{item.table_id}"
+        for item in client.list_tables(dataset_id)
+        if item.table_id.startswith(prefix) and item.table_type == "TABLE"
+    )
+
+
+def column_union(table: str, written: Sequence[Any], tables: Sequence[Any]) -> list[Any]:
+    """The columns every physical table of the split `table` must have for its view to show
+    them all: those of `tables`, newest table first (BigQuery takes the view's columns, in
+    their order, from the newest), then the ones new in `written` (this write's fields).
+
+    A column with two types is refused, naming both: the wildcard reads a table whose column
+    has another type than the newest table's with an error ("Cannot read field of type X as
+    Y"), so the view would fail for every reader. Names compare case-insensitively, as in
+    BigQuery. The columns come back typed by their GoogleSQL names (INT64, not INTEGER as
+    tables.get answers): the names DDL takes."""
+    from google.cloud import bigquery
+    from google.cloud.bigquery.schema import LEGACY_TO_STANDARD_TYPES
+
+    union: dict[str, tuple[str, str, str]] = {}  # lower name -> (name, type, where)
+    newest_first = sorted(tables, key=lambda t: t.created, reverse=True)
+    sources = [(f"{t.dataset_id}.{t.table_id}", t.schema) for t in newest_first]
+    for where, fields in [*sources, ("this write", written)]:
+        for field in fields:
+            # tables.get answers in legacy names (INTEGER), a write's fields are typed INT64.
+            standard = LEGACY_TO_STANDARD_TYPES.get(field.field_type.upper())
+            kind = standard.value if standard else field.field_type.upper()
+            seen = union.setdefault(field.name.lower(), (field.name, kind, where))
+            if seen[1] != kind:
+                raise ValueError(
+                    f"{table}: column {field.name!r} is {seen[1]} in {seen[2]} but {kind} in "
+                    f"{where}; the view over its physical tables cannot read one column with "
+                    "two types (cast the data, or convert the tables' column to one type)"
+                )
+    return [bigquery.SchemaField(name, kind) for name, kind, _ in union.values()]
+
+
+def missing_columns(table: Any, columns: Sequence[Any]) -> list[Any]:
+    """The `columns` that `table` lacks (by name, case-insensitively)."""
+    present = {field.name.lower() for field in table.schema}
+    return [field for field in columns if field.name.lower() not in present]
