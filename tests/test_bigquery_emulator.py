@@ -166,6 +166,7 @@ def test_24_shards_write_one_day_of_one_table_at_once(bigquery_emulator: Emulato
                     _shard_rows(shard, DAY),
                     ("_business_day", "_shard"),
                     ((DAY, shard),),
+                    ("_shard",),
                 )
             ]
         )
@@ -320,7 +321,8 @@ def _every_lake_query_names_its_days(emulator: Emulator, lake: str) -> None:
     checks the request), so its job history is checked instead."""
     client = emulator.client()
     jobs = client.list_jobs(max_results=100_000, page_size=100_000)
-    queries = [job.query for job in jobs if job.job_type == "query"]
+    # This test's lake only (other tests share the emulator, with other dataset prefixes).
+    queries = [job.query for job in jobs if job.job_type == "query" and lake in job.query]
     touching = [
         sql
         for sql in queries
@@ -410,7 +412,16 @@ def test_a_column_drifted_in_on_one_shard_shows_in_the_view_for_every_shard(
 
     def write(shard: str, rows: pa.Table) -> None:
         warehouse.replace_partitions_atomically(
-            [PartitionWrite("lake", "orders", rows, ("_business_day", "_shard"), ((DAY, shard),))]
+            [
+                PartitionWrite(
+                    "lake",
+                    "orders",
+                    rows,
+                    ("_business_day", "_shard"),
+                    ((DAY, shard),),
+                    ("_shard",),
+                )
+            ]
         )
 
     write("shard_01", _shard_rows("shard_01", DAY))

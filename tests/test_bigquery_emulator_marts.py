@@ -210,36 +210,21 @@ def metric_marts(
     bigquery = emulator_warehouse(bigquery_emulator, dataset_prefix="marts_anomaly_")
     for warehouse in (duck, bigquery):
         replace_table(warehouse, "monitoring", "monitoring_daily_metrics", _daily_metrics())
-        # Inserted, not through record_feedback: see the xfail test below.
-        warehouse.execute(
-            f"INSERT INTO {ensure_feedback_table(warehouse)} "
-            "(metric, series_id, metric_day, verdict, note, recorded_at) VALUES "
-            + ", ".join(
-                f"('{metric}', '{series}', DATE '{day}', '{verdict}', '', "
-                "TIMESTAMP '2026-11-21 00:00:00+00')"
-                for (metric, series, day), verdict in (
-                    (INCIDENT, "incident"),
-                    (FALSE_POSITIVE, "false_positive"),
-                )
-            )
-        )
+        ensure_feedback_table(warehouse)
+        record_feedback(warehouse, *INCIDENT, "incident")
+        record_feedback(warehouse, *FALSE_POSITIVE, "false_positive")
     yield duck, bigquery
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, RuntimeError),
-    reason="product bug: on BigQuery record_feedback's (metric, series_id, metric_day) write "
-    "is split into one physical table per (metric, series_id) (bigquery_layout.py), which a "
-    "series id such as a page path cannot name, and which refuses the plain table "
-    "ensure_feedback_table created first",
-)
 def test_feedback_is_recorded_on_bigquery(bigquery_emulator: Emulator) -> None:
     """On-call's verdicts (`minato anomaly feedback`) after the anomalies asset has run once
-    (it creates the feedback table), for a shard and for a page path."""
+    (it creates the feedback table), for a shard and for a page path: one plain table, not
+    split per series (a page path cannot name a table), and a repeated verdict replaces the
+    earlier one."""
     warehouse = emulator_warehouse(bigquery_emulator, dataset_prefix="marts_feedback_")
     ensure_feedback_table(warehouse)
     record_feedback(warehouse, *INCIDENT, "incident")
+    record_feedback(warehouse, *FALSE_POSITIVE, "false_positive")
     record_feedback(warehouse, *FALSE_POSITIVE, "false_positive")
     assert _rows(
         warehouse, f"SELECT metric, series_id FROM {ensure_feedback_table(warehouse)}"

@@ -215,6 +215,7 @@ def test_minato_writes_filter_the_lake_by_day(fake_client: FakeBigQueryClient) -
                 ORDERS,
                 ("_business_day", "_shard"),
                 (("2026-11-20", "shard_02"),),
+                ("_shard",),
             )
         ]
     )

@@ -17,9 +17,11 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 from sqlglot import exp
 
+from assets.ingestion.quarantine import QUARANTINE_SPLIT_BY
 from assets.ingestion.reconciliation import (
     RECONCILIATION_ARROW_SCHEMA,
     RECONCILIATION_PARTITION_COLUMNS,
+    RECONCILIATION_SPLIT_BY,
 )
 from resources.identifiers import InvalidIdentifierError
 from resources.warehouse import (
@@ -249,6 +251,7 @@ WRITES = [
         ORDERS,
         ("_business_day", "_shard"),
         ((dt.date(2026, 1, 2), "shard_01"), (dt.date(2026, 1, 3), "shard_01")),
+        ("_shard",),
     ),
     PartitionWrite(
         "lake",
@@ -256,6 +259,7 @@ WRITES = [
         QUARANTINE,
         ("logical_table", "_business_day", "_shard"),
         (("orders", dt.date(2026, 1, 2), "shard_01"), ("orders", dt.date(2026, 1, 3), None)),
+        QUARANTINE_SPLIT_BY,
     ),
 ]
 
@@ -376,7 +380,12 @@ def test_shards_of_one_day_touch_disjoint_tables(fake_client: FakeBigQueryClient
         warehouse().replace_partitions_atomically(
             [
                 PartitionWrite(
-                    "lake", "orders", rows, ("_business_day", "_shard"), ((day, shard),)
+                    "lake",
+                    "orders",
+                    rows,
+                    ("_business_day", "_shard"),
+                    ((day, shard),),
+                    ("_shard",),
                 ),
                 PartitionWrite(
                     "lake",
@@ -384,6 +393,7 @@ def test_shards_of_one_day_touch_disjoint_tables(fake_client: FakeBigQueryClient
                     QUARANTINE.slice(0, 0),
                     ("logical_table", "_business_day", "_shard"),
                     (("orders", day, shard),),
+                    QUARANTINE_SPLIT_BY,
                 ),
                 PartitionWrite(
                     "monitoring",
@@ -391,6 +401,7 @@ def test_shards_of_one_day_touch_disjoint_tables(fake_client: FakeBigQueryClient
                     RECONCILIATION_ARROW_SCHEMA.empty_table(),
                     RECONCILIATION_PARTITION_COLUMNS,
                     (("orders", day, shard),),
+                    RECONCILIATION_SPLIT_BY,
                 ),
             ]
         )
@@ -434,7 +445,12 @@ def test_a_partition_value_that_cannot_name_a_table_is_refused(
     fake_client: FakeBigQueryClient,
 ) -> None:
     write = PartitionWrite(
-        "lake", "orders", ORDERS, ("_business_day", "_shard"), ((dt.date(2026, 1, 2), "a-b"),)
+        "lake",
+        "orders",
+        ORDERS,
+        ("_business_day", "_shard"),
+        ((dt.date(2026, 1, 2), "a-b"),),
+        ("_shard",),
     )
     with pytest.raises(ValueError, match="orders: partition value 'a-b' cannot name"):
         warehouse().replace_partitions_atomically([write])
@@ -538,7 +554,11 @@ def _existing_shard_tables(client: FakeBigQueryClient, rows: pa.Table, shards: r
 def _write_shard(shard: str, rows: pa.Table) -> None:
     rows = rows.set_column(3, "_shard", pa.array([shard] * len(rows)))
     warehouse().replace_partitions_atomically(
-        [PartitionWrite("lake", "orders", rows, ("_business_day", "_shard"), ((DAY, shard),))]
+        [
+            PartitionWrite(
+                "lake", "orders", rows, ("_business_day", "_shard"), ((DAY, shard),), ("_shard",)
+            )
+        ]
     )
 
 

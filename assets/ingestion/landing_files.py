@@ -22,6 +22,7 @@ from assets.constants import LAKE_SCHEMA
 from assets.ingestion.origin import with_origin
 from assets.ingestion.quarantine import (
     QUARANTINE_PARTITION_COLUMNS,
+    QUARANTINE_SPLIT_BY,
     QUARANTINE_TABLE,
     split_valid_rows,
 )
@@ -122,6 +123,7 @@ def load_search_console_pages(
                 split.quarantined,
                 QUARANTINE_PARTITION_COLUMNS,
                 tuple(("search_console_pages", day, None) for day in days),
+                QUARANTINE_SPLIT_BY,
             ),
         ]
     )
@@ -183,6 +185,7 @@ def load_crm_contacts(
                 split.quarantined,
                 QUARANTINE_PARTITION_COLUMNS,
                 (("crm_contacts", export_day, None),),
+                QUARANTINE_SPLIT_BY,
             ),
         ]
     )

@@ -19,6 +19,8 @@ from assets.ingestion.origin import ORIGIN_SCHEMA
 QUARANTINE_TABLE = "quarantine"
 ORIGIN_COLUMNS = frozenset(ORIGIN_SCHEMA.names)
 QUARANTINE_PARTITION_COLUMNS = ("logical_table", "_business_day", "_shard")
+# Shard runs of one day quarantine at once, each its own (table, shard): see PartitionTarget.
+QUARANTINE_SPLIT_BY = ("logical_table", "_shard")
 
 
 @dataclass(frozen=True)

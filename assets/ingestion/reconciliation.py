@@ -20,6 +20,8 @@ from assets.ingestion.checksums import CHECKSUM_MODULUS
 RECONCILIATION_TABLE = "ingestion_reconciliation"
 RECONCILIATION_CHECK = "reconciles_with_source"
 RECONCILIATION_PARTITION_COLUMNS = ("logical_table", "business_day", "shard")
+# Shard runs of one day reconcile at once, each its own (table, shard): see PartitionTarget.
+RECONCILIATION_SPLIT_BY = ("logical_table", "shard")
 
 
 @dataclass

@@ -30,11 +30,13 @@ from assets.ingestion.origin import LAKE_DAY_COLUMN, ORIGIN_SCHEMA, with_origin
 from assets.ingestion.quarantine import (
     QUARANTINE_PARTITION_COLUMNS,
     QUARANTINE_SCHEMA,
+    QUARANTINE_SPLIT_BY,
     QUARANTINE_TABLE,
     split_valid_rows,
 )
 from assets.ingestion.reconciliation import (
     RECONCILIATION_PARTITION_COLUMNS,
+    RECONCILIATION_SPLIT_BY,
     RECONCILIATION_TABLE,
     Tally,
     reconciliation_rows,
@@ -60,7 +62,12 @@ def lake_target(table: str, partitions: Sequence[PartitionValues]) -> PartitionT
     """The (day, shard) partitions of a shard lake table. These tables grow with every client
     table on every shard, so every read must name its days (`require_day_filter`)."""
     return PartitionTarget(
-        LAKE_SCHEMA, table, LAKE_PARTITION_COLUMNS, tuple(partitions), require_day_filter=True
+        LAKE_SCHEMA,
+        table,
+        LAKE_PARTITION_COLUMNS,
+        tuple(partitions),
+        split_by=("_shard",),
+        require_day_filter=True,
     )
 
 
@@ -290,10 +297,14 @@ def load_partitions(
     scoped = tuple((table.name, day, shard) for day, shard in partitions)
     lake = lake_target(table.name, partitions)
     quarantine = PartitionTarget(
-        LAKE_SCHEMA, QUARANTINE_TABLE, QUARANTINE_PARTITION_COLUMNS, scoped
+        LAKE_SCHEMA, QUARANTINE_TABLE, QUARANTINE_PARTITION_COLUMNS, scoped, QUARANTINE_SPLIT_BY
     )
     reconciliation = PartitionTarget(
-        MONITORING_SCHEMA, RECONCILIATION_TABLE, RECONCILIATION_PARTITION_COLUMNS, scoped
+        MONITORING_SCHEMA,
+        RECONCILIATION_TABLE,
+        RECONCILIATION_PARTITION_COLUMNS,
+        scoped,
+        RECONCILIATION_SPLIT_BY,
     )
     tallies: dict[tuple[dt.date, str], Tally] = {}
     drift: dict[str, Any] = {}

@@ -23,6 +23,11 @@ from resources.warehouse.sql import PartitionValues
 class PartitionTarget:
     """Partitions of one table that a write replaces: whatever is appended takes their place.
 
+    `split_by` names partition columns written by parallel runs, one value each (a shard's
+    run): where the engine needs it, each value gets its own physical table so that those runs
+    never write the same table (BigQuery, `bigquery_layout.physical_targets`). Every write to a
+    table must give the same `split_by`.
+
     `require_day_filter` marks a table that grows without bound (a shard lake table): where the
     engine can, it refuses any query that does not name the days it reads (BigQuery's
     `require_partition_filter`), so no one scans years of rows by accident."""
@@ -31,6 +36,7 @@ class PartitionTarget:
     table: str
     partition_columns: tuple[str, ...]
     partitions: tuple[PartitionValues, ...]
+    split_by: tuple[str, ...] = ()
     require_day_filter: bool = False
 
 
@@ -41,10 +47,13 @@ class PartitionWrite:
     data: pa.Table
     partition_columns: tuple[str, ...]
     partitions: tuple[PartitionValues, ...]
+    split_by: tuple[str, ...] = ()
 
     @property
     def target(self) -> PartitionTarget:
-        return PartitionTarget(self.schema, self.table, self.partition_columns, self.partitions)
+        return PartitionTarget(
+            self.schema, self.table, self.partition_columns, self.partitions, self.split_by
+        )
 
 
 @dataclass(frozen=True)

@@ -102,12 +102,16 @@ def table_layout(
     )
 
 
-def split_columns(layout: TableLayout, partition_columns: Sequence[str]) -> tuple[str, ...]:
-    """The partition columns that get a physical table per value: all but the day column, when
-    the table is day-partitioned (e.g. `_shard` of a (day, shard) lake table)."""
-    if layout.partition_column is None:
-        return ()
-    return tuple(c for c in partition_columns if c != layout.partition_column)
+def split_columns(layout: TableLayout, target: PartitionTarget) -> tuple[str, ...]:
+    """The partition columns that get a physical table per value: the target's `split_by`
+    (e.g. `_shard` of a (day, shard) lake table), when the table is day-partitioned."""
+    unknown = set(target.split_by) - set(target.partition_columns)
+    if unknown or layout.partition_column in target.split_by:
+        raise ValueError(
+            f"{target.table}: split_by {target.split_by} must name partition columns other "
+            f"than the day column (partition columns: {target.partition_columns})"
+        )
+    return target.split_by if layout.partition_column else ()
 
 
 def physical_targets(target: PartitionTarget, layout: TableLayout) -> list[PartitionTarget]:
@@ -119,7 +123,7 @@ def physical_targets(target: PartitionTarget, layout: TableLayout) -> list[Parti
     of one day cannot replace their rows of one table at once. One day-partitioned table per
     shard gives each run tables no other run touches; readers see the union through a view
     (`physical_view_query`)."""
-    split = split_columns(layout, target.partition_columns)
+    split = split_columns(layout, target)
     if not split:
         return [target]
     positions = [target.partition_columns.index(c) for c in split]
