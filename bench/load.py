@@ -39,8 +39,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dagster_ui import dagster_dev, read_env_file, webserver_with_code_server
 from load_metadata import table_names, write_metadata, write_sources
+
+from devtools.dagster_ui import dagster_dev, read_env_file, webserver_with_code_server
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable

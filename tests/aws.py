@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,13 +17,9 @@ from urllib.parse import parse_qsl
 import boto3
 from moto.server import ThreadedMotoServer
 
+from devtools.dagster_ui import free_port
+
 REGION = "ap-northeast-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from assets.monitoring.alerts import read_alerts
 from assets.partitions import day_shard_key, shard_names
-from bench.dagster_ui import dagster_dev, graphql
+from devtools.dagster_ui import dagster_dev, graphql
 from pipelines import demo_data
 from resources.settings import REPO_ROOT
 from resources.warehouse import DuckDBWarehouse

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.dagster_ui import Served, free_port, graphql
+from devtools.dagster_ui import Served, free_port, graphql
 from resources.settings import REPO_ROOT
 from tests.test_dagster_postgres_storage import HOST, PORT, dagster_database  # noqa: F401
 

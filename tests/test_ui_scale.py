@@ -18,7 +18,7 @@ from dagster_dbt import DbtProject
 
 from assets.dbt_models import layers, specs_cache
 from assets.dbt_models.project import dbt_cli
-from bench.dagster_ui import read_env_file, webserver_with_code_server
+from devtools.dagster_ui import read_env_file, webserver_with_code_server
 from resources.settings import REPO_ROOT
 from tests.dbt_projects import copy_models, generated_project
 

@@ -1,9 +1,10 @@
 """Dagster's UI processes as a user starts them, and the GraphQL questions the UI asks.
 
 Used by `make bench-load` (time until the asset graph is served, peak RSS per process, one
-asset's lineage) and by tests/test_ui_scale.py (a code location of thousands of models served by
-a webserver with a separate code server). Needs only the standard library and dagster: the test
-suite runs without the bench dependency group.
+asset's lineage) and by the tests that need a served location (tests/test_ui_scale.py,
+test_oncall_graphql.py, test_run_lanes.py). It lives apart from both so that neither tests/ nor
+bench/ imports the other. Needs only the standard library and dagster: the test suite runs
+without the bench dependency group.
 
 Each `Served` runs its processes in one new process group and stops exactly that group.
 """
