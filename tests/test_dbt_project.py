@@ -1,11 +1,15 @@
 """The dbt project's contracts: layering, PII isolation, and tests that block downstream."""
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster_dbt import DbtProject
 
-from assets.dbt_models.project import dbt_project
+from assets.dbt_models.project import dbt_project, manifest_is_stale
 from assets.partitions import partition_range_tags
 from pipelines import demo
 from pipelines.definitions import defs
@@ -88,3 +92,22 @@ def test_failing_error_test_blocks_downstream(seeded_demo, minato_env, instance)
         "unique_cleansing_secret_crm_contacts_contact_id",
     ]
     assert {c.severity for c in failed_checks} == {dg.AssetCheckSeverity.ERROR}
+
+
+def test_dev_prepares_the_project_only_when_a_dbt_file_is_newer_than_the_manifest(
+    tmp_path: Path,
+) -> None:
+    """Under `dagster dev` every process asks for the project: only a changed one is parsed."""
+    folder = tmp_path / "dbt_project"
+    shutil.copytree(
+        dbt_project().project_dir, folder, ignore=shutil.ignore_patterns("target", "logs")
+    )
+    project = DbtProject(project_dir=folder)
+    assert manifest_is_stale(project)  # never parsed
+    manifest = Path(project.manifest_path)
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{}")
+    assert not manifest_is_stale(project)
+    later = manifest.stat().st_mtime + 5
+    os.utime(folder / "macros" / "casting.sql", (later, later))
+    assert manifest_is_stale(project)

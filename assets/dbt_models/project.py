@@ -2,12 +2,13 @@
 manifest (a build step, never an import side effect).
 
 `minato manifest` (`make manifest`) parses the project and caches the translated specs beside
-the manifest; a deployment ships both. Under `dagster dev` the project is prepared again at
-each load, as dagster-dbt's `prepare_if_dev()` does, so model edits show up on reload.
+the manifest; a deployment ships both. Under `dagster dev` the project is prepared again when a
+dbt file is newer than the manifest, so model edits show up on reload.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import importlib.metadata
 import sys
@@ -64,15 +65,43 @@ def _project() -> DbtProject:
     return DbtProject(project_dir=settings.DBT_PROJECT_DIR, target=settings.warehouse_kind())
 
 
+# What `dbt parse` reads: a change to any of these makes the manifest stale.
+_PARSED_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml")
+_PARSED_FOLDERS = ("models", "macros", "snapshots", "seeds", "tests", "analyses")
+
+
 @functools.cache
 def dbt_project() -> DbtProject:
-    """The project, parsed first when running under `dagster dev` (see the module doc)."""
+    """The project, parsed first under `dagster dev` when it changed (see the module doc).
+
+    Every process `dagster dev` starts inherits its environment: the code server, each run
+    worker and each step process. Preparing in all of them re-parsed the project for every step
+    (~40 s each on 2 cores) and let one process read the manifest while another rewrote it. So
+    the project is prepared only when it is stale, under a lock, and a process that waited finds
+    it current."""
     project = _project()
     if project.preparer.using_dagster_dev():
         from assets.dbt_models.layers import prepare_stages
 
-        prepare_stages(project)
+        target = Path(project.target_path)
+        target.mkdir(parents=True, exist_ok=True)
+        with (target / ".prepare.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if manifest_is_stale(project):
+                prepare_stages(project)
     return project
+
+
+def manifest_is_stale(project: DbtProject) -> bool:
+    """Whether the manifest is missing or older than a file dbt parses."""
+    manifest = Path(project.manifest_path)
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    root = Path(project.project_dir)
+    files = [root / name for name in _PARSED_FILES]
+    files += [f for folder in _PARSED_FOLDERS for f in (root / folder).rglob("*") if f.is_file()]
+    return any(f.exists() and f.stat().st_mtime > built for f in files)
 
 
 def require_manifest(project: DbtProject) -> Path:
