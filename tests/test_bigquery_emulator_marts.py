@@ -18,11 +18,11 @@ from google.api_core.exceptions import BadRequest
 
 from assets.monitoring.anomalies import ANOMALIES_TABLE, build_anomalies_asset
 from assets.monitoring.bigquery_ml import (
-    create_model_sql,
     detect_anomalies_sql,
     detection_query_sql,
     history_sql,
     latest_day_sql,
+    metric_model_sql,
     trained_series_sql,
     training_query_sql,
     window_series_sql,
@@ -290,18 +290,7 @@ def test_anomaly_inputs_on_bigquery_equal_duckdb(
         ]
 
         model = bigquery.qualified("monitoring", f"anomaly_model_{spec.name}")
-        bigquery.execute(
-            create_model_sql(
-                model,
-                trainings[bigquery],
-                timestamp_col="metric_day",
-                data_col="value",
-                id_cols=["series_id"],
-                holiday_region=spec.holiday_region,
-                data_frequency=spec.frequency,
-                auto_arima_max_order=spec.auto_arima_max_order,
-            )
-        )
+        bigquery.execute(metric_model_sql(model, trainings[bigquery], spec))
         registered = bigquery.client().get_model(model.strip("`"))
         assert registered.model_type == "ARIMA_PLUS"
         assert [f.name for f in registered.feature_columns] == ["series_id", "metric_day", "value"]
@@ -364,18 +353,7 @@ def test_anomalies_asset_on_bigquery(
         series = series_sql(spec, bigquery.qualified(spec.schema, spec.model))
         training = training_query_sql(series, spec, START, feedback)
         model = bigquery.qualified("monitoring", f"anomaly_model_{spec.name}")
-        expected_ml.append(
-            create_model_sql(
-                model,
-                training,
-                timestamp_col="metric_day",
-                data_col="value",
-                id_cols=["series_id"],
-                holiday_region=spec.holiday_region,
-                data_frequency=spec.frequency,
-                auto_arima_max_order=spec.auto_arima_max_order,
-            )
-        )
+        expected_ml.append(metric_model_sql(model, training, spec))
         expected_ml.append(
             detect_anomalies_sql(
                 model,

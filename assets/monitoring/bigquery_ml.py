@@ -94,6 +94,20 @@ def create_model_sql(
     )
 
 
+def metric_model_sql(model: str, training_query: str, spec: MetricSpec) -> str:
+    """`create_model_sql` for a metric: one series per `series_id` of its daily values."""
+    return create_model_sql(
+        model,
+        training_query,
+        timestamp_col="metric_day",
+        data_col="value",
+        id_cols=["series_id"],
+        holiday_region=spec.holiday_region,
+        data_frequency=spec.frequency,
+        auto_arima_max_order=spec.auto_arima_max_order,
+    )
+
+
 def detect_anomalies_sql(
     model: str,
     threshold: float,
@@ -274,19 +288,7 @@ def detect_anomalies_bigquery(
     trained = jobs.run(trained_series_sql(training), limit).column("series")[0].as_py()
     if not trained:
         return _to_frame([])
-    jobs.run(
-        create_model_sql(
-            model,
-            training,
-            timestamp_col="metric_day",
-            data_col="value",
-            id_cols=["series_id"],
-            holiday_region=spec.holiday_region,
-            data_frequency=spec.frequency,
-            auto_arima_max_order=spec.auto_arima_max_order,
-        ),
-        limit,
-    )
+    jobs.run(metric_model_sql(model, training, spec), limit)
     detected = jobs.run(
         detect_anomalies_sql(
             model,
