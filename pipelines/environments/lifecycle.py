@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from pipelines.environments import cloning
-from pipelines.environments.data_diff import diff_environment
+from pipelines.environments.data_diff import diff_bigquery, diff_environment
 from pipelines.environments.dbt_runs import DbtEnvironment, production_database, production_manifest
 from pipelines.environments.layout import ChangeEnvironmentError, EnvironmentPaths, Record
 from pipelines.environments.report import markdown
@@ -119,20 +119,19 @@ def build(
 def diff(name: str, env: settings.Environment | None = None) -> str:
     paths = EnvironmentPaths.of(name, env)
     record = paths.read()
-    if record.warehouse != "duckdb":
-        raise ChangeEnvironmentError(
-            "minato env diff compares DuckDB environments only; on BigQuery it is not built yet"
-        )
     if not record.built:  # no model changed (or `build` has not run): an empty report
         return markdown(name, record.source, len(record.cloned), [])
     manifest = json.loads((paths.target_dir / "manifest.json").read_text())
-    diffs = diff_environment(
-        record.duckdb_file,
-        record.source_database,
-        record.built,
-        manifest,
-        production_manifest(paths),
-    )
+    if record.warehouse == "duckdb":
+        diffs = diff_environment(
+            record.duckdb_file,
+            record.source_database,
+            record.built,
+            manifest,
+            production_manifest(paths),
+        )
+    else:
+        diffs = diff_bigquery(_bigquery(record), record.built, manifest, production_manifest(paths))
     return markdown(name, record.source, len(record.cloned), diffs)
 
 
