@@ -326,11 +326,13 @@ def diff_model(
         return result
 
     result.key = key
+    # The columns both sides have, not `*`: a column added or removed is not compared.
     key_text = engine.json_text([value("", k) for k in key])
+    listed = ", ".join(engine.column(c) for c in common)
+    side = f"{listed}, true AS __minato_side, {key_text} AS __minato_key"
     joined = (
-        f"FROM (SELECT *, true AS __minato_side, {key_text} AS __minato_key FROM {prod_sql}) p "
-        f"FULL JOIN (SELECT *, true AS __minato_side, {key_text} AS __minato_key "
-        f"FROM {env_sql}) e ON p.__minato_key = e.__minato_key"
+        f"FROM (SELECT {side} FROM {prod_sql}) p FULL JOIN (SELECT {side} FROM {env_sql}) e "
+        "ON p.__minato_key = e.__minato_key"
     )
     both = "p.__minato_side AND e.__minato_side"
     compared = [c for c in common if c not in key]
