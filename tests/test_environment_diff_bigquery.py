@@ -14,17 +14,11 @@ from pipelines.environments import lifecycle
 from pipelines.environments.layout import EnvironmentPaths, Record
 from resources.warehouse.sql import sql_literal
 from tests.bigquery_emulator import Emulator, emulator_warehouse, record_jobs
+from tests.test_environment_diff import UNIQUE_ID
 
 NAME = "pr-9"
 PREFIX = "pr_9_"
 DATASET = "diffshop"  # unlike any other test's datasets on the shared emulator
-UNIQUE_ID = {
-    "resource_type": "test",
-    "unique_id": "test.p.unique_keyed_id",
-    "attached_node": "model.p.keyed",
-    "column_name": "id",
-    "test_metadata": {"name": "unique", "kwargs": {}},
-}
 # Column types as (DuckDB, BigQuery); rows as Python values, rendered per dialect.
 INT, TEXT, DATE = ("BIGINT", "INT64"), ("VARCHAR", "STRING"), ("DATE", "DATE")
 PRODUCTION = {
