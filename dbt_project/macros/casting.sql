@@ -21,6 +21,21 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The rows of an incremental window whose version the lake stored on a day before the window
+    (`ranked` is the window's rows). Each version is kept at its earliest day, so such a row
+    belongs to that day and the window leaves it out: the window's rows then equal a full
+    rebuild's for its days. `key_columns` identify a version (quoted where they are keywords). -#}
+{% macro stored_before_window(relation, day_column, key_columns) -%}
+    exists (
+        select 1
+        from {{ relation }} as earlier
+        where earlier.{{ day_column }} < cast('{{ var("min_date") }}' as date)
+        {%- for column in key_columns %}
+            and earlier.{{ column }} is not distinct from ranked.{{ column }}
+        {%- endfor %}
+    )
+{%- endmacro %}
+
 {#- Whether the run has a window of business days (Dagster passed min_date/max_date); a plain
     `dbt build` has none and rebuilds incremental cleansing models whole. -#}
 {% macro business_day_windowed() -%}

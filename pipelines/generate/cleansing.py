@@ -108,7 +108,7 @@ class Model:
     secret: bool
     columns: list[Column]
     key: list[str]  # output names
-    dedupe_partition: list[str]  # lake columns, as SQL refers to them
+    dedupe_partition: list[str]  # lake column names
     dedupe_order: str
     partition: dict | None
     read_days: str | None  # the lake day column every read of the source filters on
@@ -595,7 +595,7 @@ def _table_models(
             False,
             cleansing,
             key,
-            [column_sql(c) for c in key_sources] if dedupe else [],
+            list(key_sources) if dedupe else [],
             dedupe_order,
             partition,
             read_days,
@@ -616,7 +616,7 @@ def _table_models(
                 True,
                 secret,
                 key,
-                [column_sql(c) for c in key_sources] if dedupe else [],
+                list(key_sources) if dedupe else [],
                 dedupe_order,
                 partition,
                 read_days,

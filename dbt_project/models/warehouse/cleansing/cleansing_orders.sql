@@ -37,15 +37,5 @@ select
 from ranked
 where _version_rank = 1
 {% if is_incremental() %}
-    -- A version stored on a day before the window is kept at that day (the order starts with
-    -- the day), so the window leaves it out: the rows equal a full rebuild's for these days.
-    and not exists (
-        select 1
-        from {{ source('lake', 'orders') }} as earlier
-        where earlier._business_day < cast('{{ var("min_date") }}' as date)
-            and earlier._shard is not distinct from ranked._shard
-            and earlier._client_id is not distinct from ranked._client_id
-            and earlier.order_id is not distinct from ranked.order_id
-            and earlier.updated_at is not distinct from ranked.updated_at
-    )
+    and not {{ stored_before_window(source('lake', 'orders'), '_business_day', ['_shard', '_client_id', 'order_id', 'updated_at']) }}
 {% endif %}
